@@ -1,0 +1,1 @@
+"""The `vampkeras` command line (installed as the package ``vampkeras_cli``)."""

@@ -1,0 +1,140 @@
+"""`vampkeras` commands. Parsing only: every computation lives in the vampkeras library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import time
+
+import click
+from click.core import ParameterSource
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from vampkeras import __version__  # noqa: E402  (light: does not import TensorFlow)
+from vampkeras.config import MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS  # noqa: E402
+
+EXIT_USER_ERROR = 2
+
+
+def user_errors(command):
+    """Turn a VampkerasError into one message on stderr and exit status 2 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from vampkeras.errors import VampkerasError
+        try:
+            return command(*args, **kwargs)
+        except VampkerasError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
+
+
+class Progress:
+    """`examples done/total, elapsed, time left` on one stderr line."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.label, self.quiet, self.started = label, quiet, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / done * (total - done) if done else float("nan")
+        click.echo(f"\r{self.label}: {done}/{total} examples, {elapsed:.0f} s elapsed, ~{left:.0f} s left ",
+                   err=True, nl=done >= total)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vampkeras")
+@click.option("-v", "--verbose", is_flag=True, help="Show the library's log messages (INFO level).")
+def main(verbose):
+    """VAEs with a VampPrior (Tomczak & Welling, 2018): train, evaluate and export them."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--dataset", default="mnist5k", show_default=True,
+              help="Dataset name (see `vampkeras datasets`); mnist5k is embedded and works offline.")
+@click.option("--model", type=click.Choice(MODELS), default="vae", show_default=True, help="Model architecture.")
+@click.option("--prior", type=click.Choice(PRIORS), default="vampprior", show_default=True,
+              help="Prior over the top latent layer.")
+@click.option("--components", "num_components", type=click.IntRange(min=1), default=None,
+              help="Number of pseudo-inputs / mixture components K [default: the dataset's, 500 for MNIST].")
+@click.option("--pseudo-init", type=click.Choice(PSEUDO_INITS), default="random", show_default=True,
+              help="Initialise pseudo-inputs from N(mean, std) of the dataset, or from K random training images.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2000, show_default=True, help="Maximum number of epochs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=100, show_default=True,
+              help="KL warm-up epochs: beta = min(1, epoch / warmup); 0 disables it.")
+@click.option("--patience", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Early stopping: epochs after warm-up without a better validation loss.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help="Mini-batch size.")
+@click.option("--lr", type=float, default=5e-4, show_default=True, help="Learning rate (> 0).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam-normgrad", show_default=True,
+              help="Adam on normalized gradients (the paper's) or plain Adam.")
+@click.option("--seed", type=int, default=14, show_default=True, help="Random seed of the run.")
+@click.option("--max-examples", type=click.IntRange(min=1), default=None,
+              help="Use at most N examples of every split (quick runs).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder [default: $VAMPKERAS_DATA or ~/.vampkeras/data].")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Run folder [default: runs/<dataset>-<model>-<prior>-<timestamp>].")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
+              help="SavedModel folder for the best model [default: saved_models/<run name>].")
+@click.option("--overwrite", is_flag=True, help="Allow --export into a folder that already holds a model.")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--jit/--no-jit", default=False, show_default=True, help="Compile the train step with XLA.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+@user_errors
+def train(ctx, overwrite, resume, quiet, **options):
+    """Train a model, keep the best weights, export them as a SavedModel."""
+    from vampkeras.config import RunConfig
+    from vampkeras.training import train as run_training
+
+    given = {name: value for name, value in options.items()
+             if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    result = run_training(RunConfig(**options), resume=resume, given=given, overwrite=overwrite,
+                          verbose=0 if quiet else "auto")
+    click.echo(f"trained {result.epochs_trained} epochs"
+               f"{' (early stop)' if result.stopped_early else ''}; best validation loss "
+               f"{result.best_val_loss:.3f} at epoch {result.best_epoch}; run {result.run_dir}; "
+               f"SavedModel {result.export_dir}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--dataset", default=None, help="Dataset to score [default: the one the model was trained on].")
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
+@click.option("--samples", "num_samples", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Importance samples per example (the paper uses 5000).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Examples scored per call.")
+@click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Score at most N examples.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset folder.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the results to this JSON file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_dir, json_path, quiet):
+    """Test log-likelihood (importance sampling, paper §5.2) and ELBO of a run folder or SavedModel PATH."""
+    from vampkeras.checkpoints import atomic_write_text
+    from vampkeras.evaluation import evaluate as run_evaluation
+
+    summary, _ = run_evaluation(path, dataset=dataset, split=split, num_samples=num_samples,
+                                batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,
+                                progress=Progress("evaluating", quiet))
+    text = json.dumps(summary, indent=2)
+    click.echo(text)
+    if json_path:
+        atomic_write_text(json_path, text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""vampkeras: VAEs with a VampPrior (Tomczak & Welling, 2018) in TensorFlow 2 / Keras 3 with TFP.
+
+Importing this package is cheap; TensorFlow is loaded by the submodules that need it:
+``vampkeras.training.train``, ``vampkeras.evaluation.evaluate``, ``vampkeras.export.export``,
+``vampkeras.models.build_model``, ``vampkeras.data.load_dataset``.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,136 @@
+"""One dataclass per run: every option of `vampkeras train`, validated, saved as JSON beside the checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from vampkeras.errors import ConfigError
+
+MODELS = ("vae",)
+PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
+PSEUDO_INITS = ("random", "data")
+OPTIMIZERS = ("adam-normgrad", "adam")
+
+# Fields that change what the model is; a resumed run must agree on all of them.
+MODEL_FIELDS = (
+    "dataset", "model", "prior", "num_components", "pseudo_init", "pseudo_init_mean", "pseudo_init_std",
+    "latent_dim", "hidden_units", "max_examples", "seed", "batch_size", "optimizer", "lr", "warmup",
+)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that defines one training run (paper §5.1 defaults).
+
+    `None` for `num_components`, `pseudo_init_mean` and `pseudo_init_std` means "the dataset's default",
+    filled in by :meth:`resolve` once the dataset is known.
+    """
+
+    dataset: str = "mnist5k"
+    model: str = "vae"
+    prior: str = "vampprior"
+    num_components: int | None = None
+    pseudo_init: str = "random"
+    pseudo_init_mean: float | None = None
+    pseudo_init_std: float | None = None
+    latent_dim: int = 40
+    hidden_units: int = 300
+    epochs: int = 2000
+    warmup: int = 100
+    patience: int = 50
+    batch_size: int = 100
+    lr: float = 5e-4
+    optimizer: str = "adam-normgrad"
+    seed: int = 14
+    max_examples: int | None = None
+    data_dir: str | None = None
+    run_dir: str | None = None
+    export_dir: str | None = None
+    jit: bool = False
+    keep_checkpoints: int = 3
+
+    def validate(self) -> "RunConfig":
+        """Raise :class:`ConfigError` naming the first option that is out of range."""
+
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise ConfigError(message)
+
+        need(self.model in MODELS, f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        need(self.prior in PRIORS, f"unknown prior {self.prior!r}; choose one of: {', '.join(PRIORS)}")
+        need(self.pseudo_init in PSEUDO_INITS,
+             f"unknown --pseudo-init {self.pseudo_init!r}; choose one of: {', '.join(PSEUDO_INITS)}")
+        need(self.optimizer in OPTIMIZERS,
+             f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        need(self.num_components is None or self.num_components >= 1, "--components must be at least 1")
+        need(self.pseudo_init_std is None or self.pseudo_init_std >= 0, "the pseudo-input init std must be >= 0")
+        need(self.latent_dim >= 1, "the latent dimension must be at least 1")
+        need(self.hidden_units >= 1, "the number of hidden units must be at least 1")
+        need(self.epochs >= 1, "--epochs must be at least 1")
+        need(self.warmup >= 0, "--warmup must be >= 0 (0 disables the KL warm-up)")
+        need(self.patience >= 1, "--patience must be at least 1")
+        need(self.batch_size >= 1, "--batch-size must be at least 1")
+        need(self.lr > 0, "--lr must be > 0")
+        need(self.max_examples is None or self.max_examples >= 1, "--max-examples must be at least 1")
+        need(self.keep_checkpoints >= 1, "at least one checkpoint must be kept")
+        return self
+
+    def resolve(self, spec) -> "RunConfig":
+        """Fill the dataset-dependent defaults from a :class:`vampkeras.data.DatasetSpec`."""
+        if self.num_components is None:
+            self.num_components = spec.num_components
+        if self.pseudo_init_mean is None:
+            self.pseudo_init_mean = spec.pseudo_init_mean
+        if self.pseudo_init_std is None:
+            self.pseudo_init_std = spec.pseudo_init_std
+        return self
+
+    @property
+    def run_name(self) -> str:
+        return Path(self.run_dir).name if self.run_dir else f"{self.dataset}-{self.model}-{self.prior}"
+
+    def with_default_paths(self) -> "RunConfig":
+        """Give `run_dir` (runs/<dataset>-<model>-<prior>-<timestamp>) and `export_dir` (saved_models/<run name>)."""
+        if self.run_dir is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.run_dir = os.path.join("runs", f"{self.dataset}-{self.model}-{self.prior}-{stamp}")
+        if self.export_dir is None:
+            self.export_dir = os.path.join("saved_models", Path(self.run_dir).name)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"the saved configuration is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise ConfigError("the saved configuration is not a JSON object")
+        return cls.from_dict(values)
+
+    def model_differences(self, other: "RunConfig") -> list[str]:
+        """Human-readable list of the model-defining fields in which `other` differs from this config."""
+        return [
+            f"{name}: saved {getattr(self, name)!r}, given {getattr(other, name)!r}"
+            for name in MODEL_FIELDS
+            if getattr(self, name) != getattr(other, name)
+        ]

@@ -1,0 +1,148 @@
+"""Scoring a trained model: importance-sampled test log-likelihood (paper §5.2) and the ELBO.
+
+A model to score comes from a run folder (rebuilt from its config and best weights) or from a
+SavedModel (its signatures alone; vampkeras' own code is not needed). Both go through the same
+:class:`vampkeras.export.ExportModule` functions, so they give the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from vampkeras import checkpoints, export
+from vampkeras.config import RunConfig
+from vampkeras.errors import DataError, VampkerasError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Scorer:
+    """The functions of a trained model, on images (N, H, W) float32 in [0, 1]."""
+
+    config: RunConfig
+    image_shape: tuple[int, int]
+    log_prob: Callable          # (x, num_samples) → (N,) numpy
+    elbo: Callable              # x → {"elbo", "reconstruction", "kl"}: (N,) numpy each
+    module: object              # the ExportModule or the loaded SavedModel
+
+
+def _from_run_folder(path: Path) -> Scorer:
+    from vampkeras.data import DATASETS
+    from vampkeras.models import build_model
+
+    config = RunConfig.from_json((path / "config.json").read_text())
+    spec = DATASETS[config.dataset]
+    model = build_model(config, spec, train_images=np.zeros([config.num_components, spec.num_pixels], np.float32))
+    best = path / "checkpoints" / checkpoints.BEST_WEIGHTS
+    if best.is_file():
+        checkpoints.load(best, model)
+    elif checkpoints.restore_latest(path / "checkpoints", model, None) is None:
+        raise VampkerasError(f"the run folder {path} has no checkpoint to evaluate yet")
+    module = export.ExportModule(model, config.to_json())
+    parameters = model.prior_parameters()           # the K pseudo-input encodings: once per evaluation
+    log_prob = tf.function(module.log_prob_given_prior)
+    return Scorer(
+        config=config, image_shape=tuple(model.image_shape),
+        log_prob=lambda x, s: log_prob(tf.constant(x), tf.constant(s, tf.int32), parameters)["log_likelihood"].numpy(),
+        elbo=lambda x: {k: v.numpy() for k, v in module.elbo(tf.constant(x)).items()},
+        module=module)
+
+
+def _from_saved_model(path: Path) -> Scorer:
+    try:
+        loaded = tf.saved_model.load(str(path))
+        metadata = loaded.metadata()
+    except (OSError, ValueError, AttributeError, tf.errors.OpError) as error:
+        raise VampkerasError(f"{path} is not a vampkeras SavedModel ({type(error).__name__})") from None
+    version = int(metadata["format_version"].numpy())
+    if version != export.FORMAT_VERSION:
+        raise VampkerasError(f"{path} was exported in format {version}; this vampkeras reads format "
+                             f"{export.FORMAT_VERSION}")
+    config = RunConfig.from_json(metadata["config_json"].numpy().decode())
+    image_shape = tuple(int(d) for d in loaded.signatures["sample"].structured_outputs["images"].shape[1:])
+    return Scorer(
+        config=config, image_shape=image_shape,
+        log_prob=lambda x, s: loaded.log_prob(tf.constant(x), tf.constant(s, tf.int32))["log_likelihood"].numpy(),
+        elbo=lambda x: {k: v.numpy() for k, v in loaded.elbo(tf.constant(x)).items()},
+        module=loaded)
+
+
+def load_scorer(path) -> Scorer:
+    """A :class:`Scorer` for a run folder or a SavedModel folder."""
+    path = Path(path)
+    if export.is_saved_model(path):
+        return _from_saved_model(path)
+    if (path / "config.json").is_file():
+        return _from_run_folder(path)
+    raise VampkerasError(f"{path} is neither a run folder (no config.json) nor a SavedModel (no saved_model.pb)")
+
+
+def check_images(images: np.ndarray, image_shape) -> np.ndarray:
+    """Images as (N, H, W) float32, accepting (N, H·W); wrong shapes and values outside [0, 1] are refused."""
+    images = np.asarray(images)
+    height, width = image_shape
+    if images.ndim == 2 and images.shape[1] == height * width:
+        images = images.reshape(-1, height, width)
+    if images.ndim != 3 or images.shape[1:] != (height, width):
+        raise DataError(f"the model takes images of shape (N, {height}, {width}) or (N, {height * width}); "
+                        f"got an array of shape {images.shape}")
+    images = images.astype(np.float32)
+    if not np.all(np.isfinite(images)):
+        raise DataError("the images contain NaN or infinite values")
+    if images.size and (images.min() < 0.0 or images.max() > 1.0):
+        raise DataError(f"pixel values must lie in [0, 1]; got values in [{images.min():g}, {images.max():g}]")
+    return images
+
+
+def score(scorer: Scorer, images: np.ndarray, num_samples: int, batch_size: int = 100,
+          progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+    """Per-example log-likelihood (S importance samples), ELBO, reconstruction and KL: (N,) arrays."""
+    if num_samples < 1:
+        raise VampkerasError("--samples must be at least 1")
+    if batch_size < 1:
+        raise VampkerasError("--batch-size must be at least 1")
+    images = check_images(images, scorer.image_shape)
+    parts: dict[str, list] = {"log_likelihood": [], "elbo": [], "reconstruction": [], "kl": []}
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        parts["log_likelihood"].append(scorer.log_prob(batch, num_samples))
+        for name, values in scorer.elbo(batch).items():
+            parts[name].append(values)
+        if progress is not None:
+            progress(min(start + batch_size, len(images)), len(images))
+    return {name: np.concatenate(values) if values else np.zeros([0], np.float32) for name, values in parts.items()}
+
+
+def evaluate(path, dataset: str | None = None, split: str = "test", num_samples: int = 5000,
+             batch_size: int = 100, max_examples: int | None = None, data_dir=None,
+             progress: Callable[[int, int], None] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Score a run folder or SavedModel on a dataset split.
+
+    Returns the summary ``{"dataset", "split", "num_examples", "num_samples", "log_likelihood", "elbo",
+    "reconstruction", "kl", "seconds"}`` (means over examples, in nats) and the per-example arrays.
+    """
+    from vampkeras.data import load_dataset
+
+    if split not in ("train", "validation", "test"):
+        raise VampkerasError(f"unknown split {split!r}; choose train, validation or test")
+    scorer = load_scorer(path)
+    name = dataset or scorer.config.dataset
+    data = load_dataset(name, data_dir, max_examples)
+    images = getattr(data, split)
+    if data.spec.binarization == "dynamic" and split == "train":
+        images = (np.random.default_rng(0).uniform(size=images.shape) < images).astype(np.float32)
+    started = time.perf_counter()
+    values = score(scorer, images, num_samples, batch_size, progress)
+    summary = {"dataset": name, "split": split, "num_examples": int(len(images)), "num_samples": int(num_samples),
+               **{key: float(np.mean(v)) for key, v in values.items()},
+               "seconds": time.perf_counter() - started}
+    logger.info("evaluated %s on %s/%s: %s", path, name, split, summary)
+    return summary, values

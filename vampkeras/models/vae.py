@@ -1,0 +1,94 @@
+"""The one-layer VAE of the paper's Table 1 ("VAE (L=1)"), with any prior from :mod:`vampkeras.priors`."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from vampkeras import likelihoods
+from vampkeras.layers import GatedDense, GaussianHead
+from vampkeras.models.base import LatentVariableModel, as_seed
+from vampkeras.priors import Prior, diagonal_gaussian
+
+
+class MLPEncoder(keras.layers.Layer):
+    """q(z|x): two gated dense layers → Gaussian head. (N, D) → (mean, log_var), each (N, M)."""
+
+    def __init__(self, hidden_units: int, latent_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = [GatedDense(hidden_units, name="gated_1"), GatedDense(hidden_units, name="gated_2")]
+        self.head = GaussianHead(latent_dim, name="head")
+
+    def call(self, x):
+        for layer in self.hidden:
+            x = layer(x)
+        return self.head(x)
+
+
+class MLPDecoder(keras.layers.Layer):
+    """p(x|z): two gated dense layers → linear outputs for the likelihood. (N, M) → (N, outputs)."""
+
+    def __init__(self, hidden_units: int, outputs: int, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = [GatedDense(hidden_units, name="gated_1"), GatedDense(hidden_units, name="gated_2")]
+        self.out = keras.layers.Dense(outputs, name="outputs")
+
+    def call(self, z):
+        for layer in self.hidden:
+            z = layer(z)
+        return self.out(z)
+
+
+class VAE(LatentVariableModel):
+    """x → q(z|x) = N(μ(x), diag σ²(x)) → z → p(x|z); prior p(z) given (standard, MoG, VampPrior)."""
+
+    def __init__(self, image_shape, prior: Prior, latent_dim: int = 40, hidden_units: int = 300,
+                 likelihood: str = "bernoulli", seed: int = 0, **kwargs):
+        super().__init__(image_shape, seed=seed, **kwargs)
+        self.latent_dim = int(latent_dim)
+        self.likelihood = likelihood
+        self.encoder = MLPEncoder(hidden_units, latent_dim, name="encoder")
+        self.decoder = MLPDecoder(hidden_units, likelihoods.output_units(likelihood, self.num_pixels),
+                                  name="decoder")
+        self.prior = prior
+
+    def prior_parameters(self):
+        return self.prior.parameters(self.encoder)
+
+    def encode(self, x):
+        """(B, D) → (mean, log_var) of q(z|x), each (B, M)."""
+        return self.encoder(x)
+
+    def observation(self, z):
+        """p(x|z) for z (..., M): a distribution with event shape (D,)."""
+        return likelihoods.build(self.likelihood, self.decoder(z))
+
+    def log_density_terms(self, x, num_samples, prior_parameters, seed):
+        mean, log_var = self.encoder(x)                                         # (B, M)
+        noise = tf.random.stateless_normal(
+            tf.stack([num_samples, tf.shape(x)[0], self.latent_dim]), seed=as_seed(seed))
+        z = mean + tf.exp(0.5 * log_var) * noise                                # (S, B, M)
+        log_qz = diagonal_gaussian(mean, log_var).log_prob(z)                    # (S, B)
+        log_pz = self.prior.log_prob(z, prior_parameters)                       # (S, B)
+        flat_z = tf.reshape(z, [-1, self.latent_dim])
+        flat_x = tf.reshape(tf.broadcast_to(x, tf.concat([[num_samples], tf.shape(x)], 0)), [-1, self.num_pixels])
+        log_px = tf.reshape(self.observation(flat_z).log_prob(flat_x), tf.shape(log_qz))
+        return log_px, log_pz, log_qz
+
+    def reconstruct(self, x):
+        """Mean of p(x | z = E[z|x]): (B, D)."""
+        mean, _ = self.encoder(x)
+        return self.observation(mean).mean()
+
+    def sample(self, num_samples, seed):
+        """Images drawn from the model, shown as the means of p(x|z), z ~ p(z): (num_samples, D)."""
+        z = self.prior.sample(num_samples, self.prior_parameters(), seed=as_seed(seed))
+        return self.observation(z).mean()
+
+    def sample_component(self, component, num_samples, seed):
+        """Images from the prior's component ``component`` alone (a VampPrior's q(z|u_k)): (n, D)."""
+        parameters = self.prior_parameters()
+        mean = parameters["means"][component]
+        log_var = parameters["log_vars"][component]
+        z = diagonal_gaussian(mean, log_var).sample(num_samples, seed=as_seed(seed))
+        return self.observation(z).mean()
