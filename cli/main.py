@@ -67,6 +67,8 @@ def main(verbose):
               help="Prior over the top latent layer.")
 @click.option("--components", "num_components", type=click.IntRange(min=1), default=None,
               help="Number of pseudo-inputs / mixture components K [default: the dataset's, 500 for MNIST].")
+@click.option("--weighted", is_flag=True,
+              help="Trainable mixture weights for mog/vampprior priors (the weighted VampPrior, paper §6).")
 @click.option("--pseudo-init", type=click.Choice(PSEUDO_INITS), default="random", show_default=True,
               help="Initialise pseudo-inputs from N(mean, std) of the dataset, or from K random training images.")
 @click.option("--epochs", type=click.IntRange(min=1), default=2000, show_default=True, help="Maximum number of epochs.")
@@ -123,7 +125,8 @@ def train(ctx, overwrite, resume, quiet, **options):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_dir, json_path, quiet):
-    """Test log-likelihood (importance sampling, paper §5.2) and ELBO of a run folder or SavedModel PATH."""
+    """Test log-likelihood (importance sampling, paper §5.2), ELBO and active units of a run folder or
+    SavedModel PATH."""
     from vampkeras.checkpoints import atomic_write_text
     from vampkeras.evaluation import evaluate as run_evaluation
 

@@ -11,14 +11,14 @@ from typing import Any
 
 from vampkeras.errors import ConfigError
 
-MODELS = ("vae",)
+MODELS = ("vae", "hvae", "convhvae", "pixelhvae")
 PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
 PSEUDO_INITS = ("random", "data")
 OPTIMIZERS = ("adam-normgrad", "adam")
 
 # Fields that change what the model is; a resumed run must agree on all of them.
 MODEL_FIELDS = (
-    "dataset", "model", "prior", "num_components", "pseudo_init", "pseudo_init_mean", "pseudo_init_std",
+    "dataset", "model", "prior", "num_components", "pseudo_init", "weighted", "pseudo_init_mean", "pseudo_init_std",
     "latent_dim", "hidden_units", "max_examples", "seed", "batch_size", "optimizer", "lr", "warmup",
 )
 
@@ -36,6 +36,7 @@ class RunConfig:
     prior: str = "vampprior"
     num_components: int | None = None
     pseudo_init: str = "random"
+    weighted: bool = False
     pseudo_init_mean: float | None = None
     pseudo_init_std: float | None = None
     latent_dim: int = 40
@@ -68,6 +69,8 @@ class RunConfig:
         need(self.optimizer in OPTIMIZERS,
              f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         need(self.num_components is None or self.num_components >= 1, "--components must be at least 1")
+        need(not self.weighted or self.prior in ("mog", "vampprior", "vampprior-data"),
+             "--weighted needs a mixture prior (mog, vampprior or vampprior-data)")
         need(self.pseudo_init_std is None or self.pseudo_init_std >= 0, "the pseudo-input init std must be >= 0")
         need(self.latent_dim >= 1, "the latent dimension must be at least 1")
         need(self.hidden_units >= 1, "the number of hidden units must be at least 1")

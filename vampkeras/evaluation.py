@@ -31,6 +31,7 @@ class Scorer:
     image_shape: tuple[int, int]
     log_prob: Callable          # (x, num_samples) → (N,) numpy
     elbo: Callable              # x → {"elbo", "reconstruction", "kl"}: (N,) numpy each
+    latent_means: Callable      # x → {"z1": (N, M)[, "z2": (N, M)]} numpy
     module: object              # the ExportModule or the loaded SavedModel
 
 
@@ -53,6 +54,7 @@ def _from_run_folder(path: Path) -> Scorer:
         config=config, image_shape=tuple(model.image_shape),
         log_prob=lambda x, s: log_prob(tf.constant(x), tf.constant(s, tf.int32), parameters)["log_likelihood"].numpy(),
         elbo=lambda x: {k: v.numpy() for k, v in module.elbo(tf.constant(x)).items()},
+        latent_means=lambda x: {k: v.numpy() for k, v in module.latent_means(tf.constant(x)).items()},
         module=module)
 
 
@@ -72,6 +74,7 @@ def _from_saved_model(path: Path) -> Scorer:
         config=config, image_shape=image_shape,
         log_prob=lambda x, s: loaded.log_prob(tf.constant(x), tf.constant(s, tf.int32))["log_likelihood"].numpy(),
         elbo=lambda x: {k: v.numpy() for k, v in loaded.elbo(tf.constant(x)).items()},
+        latent_means=lambda x: {k: v.numpy() for k, v in loaded.latent_means(tf.constant(x)).items()},
         module=loaded)
 
 
@@ -102,9 +105,16 @@ def check_images(images: np.ndarray, image_shape) -> np.ndarray:
     return images
 
 
+def active_units(latent_means: np.ndarray, threshold: float = 0.01) -> int:
+    """Number of active latent units (Burda et al. 2016; paper §5.2, Figure 3): units u whose posterior
+    mean varies over the data, A_u = Var_x(E_q[u|x]) > threshold. ``latent_means`` is (N, M)."""
+    return int(np.sum(np.var(np.asarray(latent_means, dtype=np.float64), axis=0) > threshold))
+
+
 def score(scorer: Scorer, images: np.ndarray, num_samples: int, batch_size: int = 100,
           progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
-    """Per-example log-likelihood (S importance samples), ELBO, reconstruction and KL: (N,) arrays."""
+    """Per-example log-likelihood (S importance samples), ELBO, reconstruction and KL, (N,) arrays, and the
+    posterior means of every latent layer under ``"latent_means/z1"`` etc., (N, M)."""
     if num_samples < 1:
         raise VampkerasError("--samples must be at least 1")
     if batch_size < 1:
@@ -116,6 +126,8 @@ def score(scorer: Scorer, images: np.ndarray, num_samples: int, batch_size: int 
         parts["log_likelihood"].append(scorer.log_prob(batch, num_samples))
         for name, values in scorer.elbo(batch).items():
             parts[name].append(values)
+        for name, values in scorer.latent_means(batch).items():
+            parts.setdefault(f"latent_means/{name}", []).append(values)
         if progress is not None:
             progress(min(start + batch_size, len(images)), len(images))
     return {name: np.concatenate(values) if values else np.zeros([0], np.float32) for name, values in parts.items()}
@@ -127,7 +139,8 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
     """Score a run folder or SavedModel on a dataset split.
 
     Returns the summary ``{"dataset", "split", "num_examples", "num_samples", "log_likelihood", "elbo",
-    "reconstruction", "kl", "seconds"}`` (means over examples, in nats) and the per-example arrays.
+    "reconstruction", "kl", "active_units", "seconds"}`` (means over examples, in nats; active units per
+    latent layer, ``{"z1": n[, "z2": n]}``) and the per-example arrays.
     """
     from vampkeras.data import load_dataset
 
@@ -142,7 +155,9 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
     started = time.perf_counter()
     values = score(scorer, images, num_samples, batch_size, progress)
     summary = {"dataset": name, "split": split, "num_examples": int(len(images)), "num_samples": int(num_samples),
-               **{key: float(np.mean(v)) for key, v in values.items()},
+               **{key: float(np.mean(v)) for key, v in values.items() if not key.startswith("latent_means/")},
+               "active_units": {key.split("/", 1)[1]: active_units(v) for key, v in values.items()
+                                if key.startswith("latent_means/")},
                "seconds": time.perf_counter() - started}
     logger.info("evaluated %s on %s/%s: %s", path, name, split, summary)
     return summary, values

@@ -7,6 +7,7 @@
 * ``elbo(x)`` → ``{"elbo", "reconstruction", "kl"}``, each (N,), single sample
 * ``encode(x)`` → ``{"mean", "log_var"}``, each (N, M) (the top latent layer)
 * ``reconstruct(x)`` → ``{"images": (N, H, W)}``
+* ``latent_means(x)`` → ``{"z1": (N, M)}`` (and ``"z2"`` for two-level models): E_q[z|x], for active units
 * ``metadata()`` → ``{"config_json": the run's RunConfig as JSON, "format_version": int32}``
 
 plus ``assets/config.json``. All randomness is seeded (``log_prob`` and ``elbo`` use fixed seeds), so the
@@ -31,7 +32,6 @@ FORMAT_VERSION = 1
 LOG_PROB_SEED = 20171
 ELBO_SEED = 20172
 EXAMPLES_PER_BATCH = 100
-SAMPLES_PER_CHUNK = 500
 
 
 class ExportModule(tf.Module):
@@ -51,11 +51,12 @@ class ExportModule(tf.Module):
         self.elbo = tf.function(self._elbo, input_signature=[image_spec])
         self.encode = tf.function(self._encode, input_signature=[image_spec])
         self.reconstruct = tf.function(self._reconstruct, input_signature=[image_spec])
+        self.latent_means = tf.function(self._latent_means, input_signature=[image_spec])
         self.metadata = tf.function(self._metadata, input_signature=[])
 
     def signatures(self) -> dict:
         return {name: getattr(self, name).get_concrete_function()
-                for name in ("sample", "log_prob", "elbo", "encode", "reconstruct", "metadata")}
+                for name in ("sample", "log_prob", "elbo", "encode", "reconstruct", "latent_means", "metadata")}
 
     def _flat(self, x):
         return tf.reshape(x, [-1, self.model.num_pixels])
@@ -76,11 +77,12 @@ class ExportModule(tf.Module):
         count = tf.shape(flat)[0]
         num_batches = (count + EXAMPLES_PER_BATCH - 1) // EXAMPLES_PER_BATCH
         seed = tf.constant([LOG_PROB_SEED, 0], tf.int32)
+        samples_per_chunk = max(1, self.model.evaluation_rows // EXAMPLES_PER_BATCH)
 
         def body(index, results):
             batch = flat[index * EXAMPLES_PER_BATCH:(index + 1) * EXAMPLES_PER_BATCH]
             batch_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int32))
-            values = self.model.log_likelihood(batch, num_samples, batch_seed, parameters, SAMPLES_PER_CHUNK)
+            values = self.model.log_likelihood(batch, num_samples, batch_seed, parameters, samples_per_chunk)
             return index + 1, results.write(index, values)
 
         _, results = tf.while_loop(lambda index, _: index < num_batches, body,
@@ -97,6 +99,9 @@ class ExportModule(tf.Module):
 
     def _reconstruct(self, x):
         return {"images": self._images(self.model.reconstruct(self._flat(x)))}
+
+    def _latent_means(self, x):
+        return self.model.latent_means(self._flat(x))
 
     def _metadata(self):
         return {"config_json": tf.constant(self.config_json), "format_version": tf.constant(FORMAT_VERSION)}

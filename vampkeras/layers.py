@@ -65,3 +65,82 @@ class GaussianHead(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim,
                 "log_var_min": self.log_var_min, "log_var_max": self.log_var_max}
+
+
+def _glorot_limit(fan_in: int, fan_out: int) -> float:
+    return float(np.sqrt(6.0 / (fan_in + fan_out)))
+
+
+@keras.saving.register_keras_serializable(package="vampkeras")
+class GatedConv2D(keras.layers.Layer):
+    """Gated convolution: (x ∗ W_h + b_h) ⊙ sigmoid(x ∗ W_g + b_g), 'same' padding, NHWC.
+
+    Both halves are one convolution with 2·filters outputs, each half Glorot-uniform initialised with its
+    own fan-out. Input (N, H, W, C) → (N, ⌈H/stride⌉, ⌈W/stride⌉, filters).
+    """
+
+    def __init__(self, filters: int, kernel_size: int, strides: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.strides = int(filters), int(kernel_size), int(strides)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        area = self.kernel_size ** 2
+        limit = _glorot_limit(area * channels, area * self.filters)
+        self.kernel = self.add_weight(name="kernel", shape=(self.kernel_size, self.kernel_size, channels,
+                                                            2 * self.filters),
+                                      initializer=keras.initializers.RandomUniform(-limit, limit))
+        self.bias = self.add_weight(name="bias", shape=(2 * self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        pre = ops.conv(inputs, self.kernel, strides=self.strides, padding="same") + self.bias
+        value, gate = ops.split(pre, 2, axis=-1)
+        return value * ops.sigmoid(gate)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides}
+
+
+def causal_mask(kernel_size: int, mask_type: str) -> np.ndarray:
+    """PixelCNN spatial mask (kernel_size, kernel_size, 1, 1): 1 where the kernel may look.
+
+    Rows above the centre and, in the centre row, columns left of the centre are visible; type "B" also
+    sees the centre pixel itself, type "A" does not (van den Oord et al. 2016).
+    """
+    if mask_type not in ("A", "B"):
+        raise ValueError(f"mask_type must be 'A' or 'B', not {mask_type!r}")
+    centre = kernel_size // 2
+    mask = np.zeros((kernel_size, kernel_size, 1, 1), dtype="float32")
+    mask[:centre] = 1.0
+    mask[centre, :centre + (mask_type == "B")] = 1.0
+    return mask
+
+
+@keras.saving.register_keras_serializable(package="vampkeras")
+class MaskedConv2D(keras.layers.Layer):
+    """Convolution whose kernel is multiplied by a PixelCNN :func:`causal_mask`, 'same' padding, NHWC.
+
+    The mask is spatial and shared by all input channels (single-channel images).
+    Input (N, H, W, C) → (N, H, W, filters).
+    """
+
+    def __init__(self, filters: int, kernel_size: int, mask_type: str, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.mask_type = int(filters), int(kernel_size), mask_type
+        self.mask = causal_mask(self.kernel_size, mask_type)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        area = self.kernel_size ** 2
+        limit = _glorot_limit(area * channels, area * self.filters)
+        self.kernel = self.add_weight(name="kernel", shape=(self.kernel_size, self.kernel_size, channels, self.filters),
+                                      initializer=keras.initializers.RandomUniform(-limit, limit))
+        self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+
+    def call(self, inputs):
+        return ops.conv(inputs, self.kernel * self.mask, padding="same") + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "mask_type": self.mask_type}

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from vampkeras.models.base import LatentVariableModel, as_seed
+from vampkeras.models.hvae import HierarchicalVAE
 from vampkeras.models.vae import VAE
 from vampkeras.priors import MixtureOfGaussiansPrior, Prior, StandardNormalPrior, VampPrior
 
-__all__ = ["LatentVariableModel", "VAE", "as_seed", "build_prior", "build_model"]
+__all__ = ["LatentVariableModel", "VAE", "HierarchicalVAE", "as_seed", "build_prior", "build_model"]
+
+
+HIERARCHICAL = {"hvae": "mlp", "convhvae": "conv", "pixelhvae": "pixelcnn"}
 
 
 def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
@@ -21,7 +25,8 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
     if config.prior == "standard":
         return StandardNormalPrior(latent_dim, name="prior")
     if config.prior == "mog":
-        return MixtureOfGaussiansPrior(latent_dim, config.num_components, seed=config.seed, name="prior")
+        return MixtureOfGaussiansPrior(latent_dim, config.num_components, weighted=config.weighted, seed=config.seed,
+                                       name="prior")
     use_data = config.prior == "vampprior-data" or config.pseudo_init == "data"
     init_images = None
     if use_data:
@@ -35,7 +40,8 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
         init_images = train_images[rng.choice(len(train_images), config.num_components, replace=False)]
     return VampPrior(latent_dim, config.num_components, spec.num_pixels, init_mean=config.pseudo_init_mean,
                      init_std=config.pseudo_init_std, init_images=init_images,
-                     trainable_inputs=config.prior != "vampprior-data", seed=config.seed, name="prior")
+                     trainable_inputs=config.prior != "vampprior-data", weighted=config.weighted, seed=config.seed,
+                     name="prior")
 
 
 def build_model(config, spec, train_images: np.ndarray | None = None) -> LatentVariableModel:
@@ -43,9 +49,12 @@ def build_model(config, spec, train_images: np.ndarray | None = None) -> LatentV
     import keras
     keras.utils.set_random_seed(config.seed)
     prior = build_prior(config, spec, train_images)
+    common = dict(latent_dim=config.latent_dim, hidden_units=config.hidden_units, likelihood=spec.likelihood,
+                  seed=config.seed, name=config.model)
     if config.model == "vae":
-        model = VAE(spec.image_shape, prior, latent_dim=config.latent_dim, hidden_units=config.hidden_units,
-                    likelihood=spec.likelihood, seed=config.seed, name="vae")
+        model = VAE(spec.image_shape, prior, **common)
+    elif config.model in HIERARCHICAL:
+        model = HierarchicalVAE(spec.image_shape, prior, architecture=HIERARCHICAL[config.model], **common)
     else:
         raise ValueError(f"unknown model {config.model!r}")
     return model.build_variables()

@@ -41,6 +41,8 @@ class LatentVariableModel(keras.Model):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.num_pixels = math.prod(self.image_shape)
         self.run_seed = int(seed)
+        # rows (samples × examples) per importance-sampling chunk; conv models lower it to bound memory
+        self.evaluation_rows = 50_000
         self.beta = self.add_weight(name="beta", shape=(), initializer=keras.initializers.Constant(1.0),
                                     trainable=False)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -61,6 +63,10 @@ class LatentVariableModel(keras.Model):
         raise NotImplementedError
 
     def sample(self, num_samples, seed):
+        raise NotImplementedError
+
+    def latent_means(self, x, seed=0) -> dict:
+        """E_q[z_l|x] for each latent layer l ("z1", "z2"): each (B, M)."""
         raise NotImplementedError
 
     # -- shared -----------------------------------------------------------------------------------

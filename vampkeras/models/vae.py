@@ -6,37 +6,9 @@ import keras
 import tensorflow as tf
 
 from vampkeras import likelihoods
-from vampkeras.layers import GatedDense, GaussianHead
 from vampkeras.models.base import LatentVariableModel, as_seed
+from vampkeras.models.networks import DecoderMLP, GaussianMLP
 from vampkeras.priors import Prior, diagonal_gaussian
-
-
-class MLPEncoder(keras.layers.Layer):
-    """q(z|x): two gated dense layers → Gaussian head. (N, D) → (mean, log_var), each (N, M)."""
-
-    def __init__(self, hidden_units: int, latent_dim: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden = [GatedDense(hidden_units, name="gated_1"), GatedDense(hidden_units, name="gated_2")]
-        self.head = GaussianHead(latent_dim, name="head")
-
-    def call(self, x):
-        for layer in self.hidden:
-            x = layer(x)
-        return self.head(x)
-
-
-class MLPDecoder(keras.layers.Layer):
-    """p(x|z): two gated dense layers → linear outputs for the likelihood. (N, M) → (N, outputs)."""
-
-    def __init__(self, hidden_units: int, outputs: int, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden = [GatedDense(hidden_units, name="gated_1"), GatedDense(hidden_units, name="gated_2")]
-        self.out = keras.layers.Dense(outputs, name="outputs")
-
-    def call(self, z):
-        for layer in self.hidden:
-            z = layer(z)
-        return self.out(z)
 
 
 class VAE(LatentVariableModel):
@@ -47,13 +19,17 @@ class VAE(LatentVariableModel):
         super().__init__(image_shape, seed=seed, **kwargs)
         self.latent_dim = int(latent_dim)
         self.likelihood = likelihood
-        self.encoder = MLPEncoder(hidden_units, latent_dim, name="encoder")
-        self.decoder = MLPDecoder(hidden_units, likelihoods.output_units(likelihood, self.num_pixels),
+        self.encoder = GaussianMLP(hidden_units, latent_dim, name="encoder")
+        self.decoder = DecoderMLP(hidden_units, likelihoods.output_units(likelihood, self.num_pixels),
                                   name="decoder")
         self.prior = prior
 
     def prior_parameters(self):
         return self.prior.parameters(self.encoder)
+
+    def latent_means(self, x, seed=0):
+        """E_q[z|x] per latent layer: {"z1": (B, M)}."""
+        return {"z1": self.encoder(x)[0]}
 
     def encode(self, x):
         """(B, D) → (mean, log_var) of q(z|x), each (B, M)."""

@@ -1,0 +1,116 @@
+"""The SavedModel: its signatures, agreement with the in-memory model, and use without vampkeras."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vampkeras import checkpoints
+from vampkeras.config import RunConfig
+from vampkeras.data import load_dataset
+from vampkeras.errors import VampkerasError
+from vampkeras.export import ELBO_SEED, export
+from vampkeras.models import build_model
+
+
+@pytest.fixture(scope="module")
+def loaded(trained_run):
+    return tf.saved_model.load(str(trained_run.export_dir))
+
+
+@pytest.fixture(scope="module")
+def in_memory(trained_run):
+    config = RunConfig.from_json((trained_run.run_dir / "config.json").read_text())
+    data = load_dataset(config.dataset, max_examples=config.max_examples)
+    model = build_model(config, data.spec, data.train)
+    checkpoints.load(trained_run.run_dir / "checkpoints" / "best.npz", model)
+    return model, data
+
+
+def test_signatures_and_shapes(loaded):
+    assert set(loaded.signatures) == {"sample", "log_prob", "elbo", "encode", "reconstruct", "metadata"}
+    images = loaded.sample(num_samples=tf.constant(7), seed=tf.constant(3))["images"].numpy()
+    assert images.shape == (7, 28, 28) and images.min() >= 0.0 and images.max() <= 1.0
+    assert images.std() > 0.01
+    again = loaded.sample(num_samples=tf.constant(7), seed=tf.constant(3))["images"].numpy()
+    np.testing.assert_array_equal(images, again)
+    metadata = loaded.metadata()
+    assert int(metadata["format_version"]) == 1
+    assert json.loads(metadata["config_json"].numpy().decode())["prior"] == "vampprior"
+
+
+def test_saved_model_matches_the_in_memory_model(loaded, in_memory):
+    model, data = in_memory
+    x = data.test[:20]
+    images = x.reshape(-1, 28, 28)
+    reconstruction, kl = model.elbo_terms(x, tf.constant([ELBO_SEED, 0]))
+    saved = loaded.elbo(tf.constant(images))
+    np.testing.assert_allclose(saved["reconstruction"].numpy(), reconstruction.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(saved["kl"].numpy(), kl.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(saved["elbo"].numpy(), -(reconstruction + kl).numpy(), rtol=1e-5)
+    mean, log_var = model.encode(x)
+    encoded = loaded.encode(tf.constant(images))
+    np.testing.assert_allclose(encoded["mean"].numpy(), mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(encoded["log_var"].numpy(), log_var.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.reconstruct(tf.constant(images))["images"].numpy().reshape(20, -1),
+                               model.reconstruct(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_log_prob_is_an_importance_sampled_bound_above_the_elbo(loaded, in_memory):
+    _, data = in_memory
+    images = tf.constant(data.test[:50].reshape(-1, 28, 28))
+    elbo = loaded.elbo(images)["elbo"].numpy()
+    few = loaded.log_prob(images, tf.constant(2))["log_likelihood"].numpy()
+    many = loaded.log_prob(images, tf.constant(1000))["log_likelihood"].numpy()
+    assert many.shape == (50,) and np.all(np.isfinite(many))
+    assert many.mean() > elbo.mean() + 0.5       # log-likelihood is above the ELBO ...
+    assert many.mean() > few.mean()              # ... and the IS bound tightens with S
+    assert np.all(many < 0)
+
+
+def test_saved_model_runs_where_vampkeras_cannot_be_imported(trained_run, loaded, in_memory, tmp_path):
+    _, data = in_memory
+    np.save(tmp_path / "x.npy", data.test[:5].reshape(-1, 28, 28))
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["vampkeras"] = None                 # any `import vampkeras` now fails
+        sys.modules["tensorflow_probability"] = None    # and so does TFP
+        try:
+            import vampkeras
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("vampkeras was importable")
+        import json
+        import numpy as np
+        import tensorflow as tf
+        model = tf.saved_model.load({str(trained_run.export_dir)!r})
+        x = tf.constant(np.load({str(tmp_path / 'x.npy')!r}))
+        out = {{
+            "log_prob": model.log_prob(x, tf.constant(100))["log_likelihood"].numpy().tolist(),
+            "sample": model.sample(tf.constant(4), tf.constant(1))["images"].numpy().shape,
+            "config": json.loads(open({str(trained_run.export_dir / 'assets' / 'config.json')!r}).read())["dataset"],
+        }}
+        print(json.dumps(out))
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = loaded.log_prob(tf.constant(data.test[:5].reshape(-1, 28, 28)), tf.constant(100))
+    np.testing.assert_allclose(result["log_prob"], expected["log_likelihood"].numpy(), rtol=1e-5)
+    assert result["sample"] == [4, 28, 28] and result["config"] == "mnist5k"
+
+
+def test_export_refuses_an_occupied_folder_and_keeps_it(trained_run, in_memory):
+    model, _ = in_memory
+    before = sorted(p.name for p in trained_run.export_dir.iterdir())
+    with pytest.raises(VampkerasError, match="already holds files"):
+        export(model, "{}", trained_run.export_dir)
+    assert sorted(p.name for p in trained_run.export_dir.iterdir()) == before

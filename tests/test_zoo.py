@@ -1,0 +1,152 @@
+"""The model zoo: hierarchical ELBO terms, PixelCNN causality, the discretized logistic, active units."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import special, stats
+
+from vampkeras import likelihoods
+from vampkeras.config import RunConfig
+from vampkeras.evaluation import active_units
+from vampkeras.layers import causal_mask
+from vampkeras.models import as_seed, build_model
+
+
+@dataclasses.dataclass
+class Spec:
+    image_shape: tuple = (6, 5)
+    likelihood: str = "bernoulli"
+
+    @property
+    def num_pixels(self):
+        return self.image_shape[0] * self.image_shape[1]
+
+
+def small_model(model, prior="vampprior", likelihood="bernoulli", shape=(6, 5), **overrides):
+    config = RunConfig(model=model, prior=prior, num_components=3, pseudo_init_mean=0.3, pseudo_init_std=0.2,
+                       latent_dim=3, hidden_units=8, seed=5, **overrides)
+    return build_model(config, Spec(shape, likelihood))
+
+
+def gaussian_log_density(z, mean, log_var):
+    return stats.norm.logpdf(z, mean, np.exp(0.5 * log_var)).sum(-1)
+
+
+@pytest.mark.parametrize("architecture", ["hvae", "convhvae", "pixelhvae"])
+def test_hierarchical_elbo_is_the_sum_of_its_five_terms(architecture):
+    model = small_model(architecture)
+    x = (np.random.default_rng(0).uniform(size=(4, 30)) < 0.4).astype("float32")
+    seed = as_seed(11)
+    reconstruction, kl = model.elbo_terms(x, seed)
+
+    # rebuild the same draws by hand: the model splits the seed into (z2, z1) noise streams
+    seed_z2, seed_z1 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    noise_z2 = tf.random.stateless_normal([1, 4, 3], seed=seed_z2).numpy()[0]
+    noise_z1 = tf.random.stateless_normal([1, 4, 3], seed=seed_z1).numpy()[0]
+    mean_z2, log_var_z2 = (t.numpy() for t in model.q_z2(x))
+    z2 = mean_z2 + np.exp(0.5 * log_var_z2) * noise_z2
+    mean_z1, log_var_z1 = (t.numpy() for t in model.q_z1(x, z2.astype("float32")))
+    z1 = mean_z1 + np.exp(0.5 * log_var_z1) * noise_z1
+    prior_mean_z1, prior_log_var_z1 = (t.numpy() for t in model.p_z1(z2.astype("float32")))
+    logits = model.p_x(z1.astype("float32"), z2.astype("float32"), x).numpy()
+    log_px = (x * -np.logaddexp(0, -logits) + (1 - x) * -np.logaddexp(0, logits)).sum(-1)
+
+    parameters = {k: v.numpy() for k, v in model.prior_parameters().items()}
+    log_components = np.stack([gaussian_log_density(z2, parameters["means"][k], parameters["log_vars"][k])
+                               for k in range(3)], axis=-1)
+    log_p_z2 = special.logsumexp(log_components, axis=-1) - np.log(3)
+    log_q = gaussian_log_density(z2, mean_z2, log_var_z2) + gaussian_log_density(z1, mean_z1, log_var_z1)
+    log_p = log_p_z2 + gaussian_log_density(z1, prior_mean_z1, prior_log_var_z1)
+    np.testing.assert_allclose(reconstruction.numpy(), -log_px, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(kl.numpy(), log_q - log_p, rtol=1e-4, atol=1e-3)
+
+
+def test_causal_masks():
+    np.testing.assert_array_equal(causal_mask(3, "A")[..., 0, 0], [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(causal_mask(3, "B")[..., 0, 0], [[1, 1, 1], [1, 1, 0], [0, 0, 0]])
+
+
+def test_pixelcnn_output_never_depends_on_the_pixel_itself_or_later_pixels():
+    model = small_model("pixelhvae", shape=(5, 4))
+    decoder = model.p_x
+    num_pixels = 20
+    x = tf.constant(np.random.default_rng(1).uniform(size=(1, num_pixels)).astype("float32"))
+    z = tf.constant(np.random.default_rng(2).normal(size=(1, 3)).astype("float32"))
+    for pixel in range(num_pixels):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            output = decoder(z, z, x)[0, pixel]
+        gradient = tape.gradient(output, x).numpy()[0]
+        assert np.all(gradient[pixel:] == 0.0), f"pixel {pixel} sees pixels {np.nonzero(gradient[pixel:])[0] + pixel}"
+        if pixel > 0:
+            assert np.any(gradient[:pixel] != 0.0)        # and it does see the earlier ones
+
+
+def test_pixelhvae_sampling_is_consistent_with_its_teacher_forced_likelihood():
+    model = small_model("pixelhvae", shape=(4, 3))
+    z = tf.constant(np.random.default_rng(3).normal(size=(2, 3)).astype("float32"))
+    means = model.decode(z, z, seed=7).numpy()
+    assert means.shape == (2, 12) and np.all((means >= 0) & (means <= 1))
+    # the first pixel's conditional mean does not depend on any pixel: it equals a pass on empty pixels
+    first = model.observation(z, z, tf.zeros([2, 12])).mean().numpy()[:, 0]
+    np.testing.assert_allclose(means[:, 0], first, rtol=1e-5)
+
+
+def test_discretized_logistic_sums_to_one_over_the_256_values():
+    rng = np.random.default_rng(4)
+    outputs = tf.constant(rng.normal(scale=3.0, size=(3, 2 * 7)).astype("float32"))
+    distribution = likelihoods.build("discretized_logistic", outputs)
+    values = ((np.arange(256) + 0.5) / 256).astype("float32")
+    grid = np.broadcast_to(values[:, None, None], (256, 3, 7))
+    probabilities = np.exp(distribution.pixel_log_probs(grid).numpy())
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+    # an interior bin equals the logistic CDF difference over it
+    loc = distribution.mean().numpy()
+    scale = np.exp(np.clip(outputs.numpy()[:, 7:], -4.5, 0.0))
+    k = 100
+    expected = stats.logistic.cdf((k + 1) / 256, loc, scale) - stats.logistic.cdf(k / 256, loc, scale)
+    np.testing.assert_allclose(probabilities[k], expected, rtol=1e-3, atol=1e-7)
+    assert np.all((loc >= 1 / 512) & (loc <= 1 - 1 / 512))
+
+
+def test_active_units_count_only_units_that_vary_with_x():
+    rng = np.random.default_rng(5)
+    means = np.concatenate([rng.normal(scale=1.0, size=(500, 3)),       # active
+                            np.full((500, 2), 0.7),                      # constant: inactive
+                            rng.normal(scale=0.05, size=(500, 1))], 1)   # variance 0.0025 < 0.01: inactive
+    assert active_units(means) == 3
+
+
+def test_a_unit_whose_encoder_output_is_constant_is_inactive():
+    model = small_model("vae", prior="standard")
+    kernel, bias = model.encoder.head.mean.kernel, model.encoder.head.mean.bias
+    kernel.assign(tf.concat([kernel[:, :1] * 0.0, kernel[:, 1:] * 50.0], axis=1))
+    bias.assign([3.0, 0.0, 0.0])
+    x = (np.random.default_rng(6).uniform(size=(400, 30)) < 0.5).astype("float32")
+    means = model.latent_means(x)["z1"].numpy()
+    assert np.allclose(means[:, 0], 3.0)
+    assert active_units(means) == 2
+
+
+@pytest.mark.parametrize("model", ["vae", "hvae", "convhvae", "pixelhvae"])
+@pytest.mark.parametrize("prior, weighted", [("standard", False), ("mog", False), ("vampprior", False),
+                                             ("vampprior-data", False), ("vampprior", True)])
+def test_every_model_and_prior_trains_a_step_and_scores(model, prior, weighted):
+    config = RunConfig(model=model, prior=prior, weighted=weighted, num_components=4, pseudo_init_mean=0.05,
+                       pseudo_init_std=0.01, latent_dim=3, hidden_units=8, seed=1)
+    x = (np.random.default_rng(7).uniform(size=(8, 30)) < 0.4).astype("float32")
+    net = build_model(config, Spec(), train_images=x)
+    from vampkeras import optimizers
+    net.compile(optimizer=optimizers.build("adam", 1e-3))
+    before = [v.numpy().copy() for v in net.trainable_variables]
+    history = net.fit(x, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    changed = [not np.array_equal(a, v.numpy()) for a, v in zip(before, net.trainable_variables)]
+    assert all(changed)
+    names = [v.path for v in net.trainable_variables]
+    assert any("pseudo_inputs" in n for n in names) == (prior == "vampprior")
+    assert any("mixture_logits" in n for n in names) == weighted
+    ll = net.log_likelihood(x[:2], 6, seed=3, chunk_size=4).numpy()
+    assert ll.shape == (2,) and np.all(np.isfinite(ll))

@@ -1,0 +1,176 @@
+"""The networks of the paper's models (§5.1, the authors' architectures), as Keras layers.
+
+Images enter flattened, (N, D) with D = H·W (row-major); conv networks reshape to (N, H, W, 1) inside.
+Gaussian networks return ``(mean, log_var)``, each (N, M), log-variance clipped to [-6, 2]. Decoders
+return the likelihood's outputs (N, outputs_per_pixel · D), grouped per output kind (all means, then all
+log-scales), in the pixels' row-major order.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from vampkeras.layers import GatedConv2D, GatedDense, GaussianHead, MaskedConv2D
+
+# (filters, kernel, stride) of the conv encoders: q(z2|x) and q(z1|x, z2).
+Z2_CONV_STACK = ((32, 7, 1), (32, 3, 2), (64, 5, 1), (64, 3, 2), (6, 3, 1))
+Z1_CONV_STACK = ((32, 3, 1), (32, 3, 2), (64, 3, 1), (64, 3, 2), (6, 3, 1))
+DECODER_CONV_LAYERS = 4
+DECODER_CONV_CHANNELS = 64
+PIXELCNN_LAYERS = 8
+PIXELCNN_CHANNELS = 64
+
+
+def conv_output_size(image_shape, stack) -> int:
+    """Flattened size after a 'same'-padded conv ``stack`` on a (H, W) image (294 for 28x28)."""
+    height, width = image_shape
+    for _, _, stride in stack:
+        height, width = -(-height // stride), -(-width // stride)
+    return height * width * stack[-1][0]
+
+
+def to_images(flat, image_shape):
+    return ops.reshape(flat, (-1, *image_shape, 1))
+
+
+def from_channels(images, num_pixels: int):
+    """(N, H, W, C) → (N, C·D), channel-major (all pixels of channel 0 first)."""
+    channels = ops.shape(images)[-1]
+    return ops.reshape(ops.transpose(images, (0, 3, 1, 2)), (-1, channels * num_pixels))
+
+
+class GaussianMLP(keras.layers.Layer):
+    """Gated dense layers → Gaussian head: (N, D_in) → (mean, log_var)."""
+
+    def __init__(self, hidden_units: int, latent_dim: int, depth: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = [GatedDense(hidden_units, name=f"gated_{i + 1}") for i in range(depth)]
+        self.head = GaussianHead(latent_dim, name="head")
+
+    def call(self, x):
+        for layer in self.hidden:
+            x = layer(x)
+        return self.head(x)
+
+
+class DecoderMLP(keras.layers.Layer):
+    """Gated dense layers → linear outputs: (N, M) → (N, outputs)."""
+
+    def __init__(self, hidden_units: int, outputs: int, depth: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = [GatedDense(hidden_units, name=f"gated_{i + 1}") for i in range(depth)]
+        self.out = keras.layers.Dense(outputs, name="outputs")
+
+    def call(self, z):
+        for layer in self.hidden:
+            z = layer(z)
+        return self.out(z)
+
+
+class ConvFeatures(keras.layers.Layer):
+    """A gated conv stack on a flattened image: (N, D) → (N, conv_output_size)."""
+
+    def __init__(self, image_shape, stack, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(image_shape)
+        self.convs = [GatedConv2D(f, k, s, name=f"gated_conv_{i + 1}") for i, (f, k, s) in enumerate(stack)]
+
+    def call(self, x):
+        h = to_images(x, self.image_shape)
+        for layer in self.convs:
+            h = layer(h)
+        return ops.reshape(h, (ops.shape(h)[0], -1))
+
+
+class GaussianConv(keras.layers.Layer):
+    """q(z2|x) of convHVAE: gated conv stack → flatten → Gaussian head."""
+
+    def __init__(self, image_shape, latent_dim: int, stack=Z2_CONV_STACK, **kwargs):
+        super().__init__(**kwargs)
+        self.features = ConvFeatures(image_shape, stack, name="features")
+        self.head = GaussianHead(latent_dim, name="head")
+
+    def call(self, x):
+        return self.head(self.features(x))
+
+
+class JointGaussian(keras.layers.Layer):
+    """q(z1|x, z2): features(x) ‖ gated dense(z2) → gated dense(hidden) → Gaussian head.
+
+    For the MLP model features(x) is a gated dense layer of ``hidden_units``; for the conv models it is
+    the 3x3 gated conv stack, and z2 is mapped to the same size (294 for 28x28).
+    """
+
+    def __init__(self, x_features: keras.layers.Layer, z_units: int, hidden_units: int, latent_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.x_features = x_features
+        self.z_features = GatedDense(z_units, name="z2_features")
+        self.joint = GatedDense(hidden_units, name="joint")
+        self.head = GaussianHead(latent_dim, name="head")
+
+    def call(self, x, z2):
+        return self.head(self.joint(ops.concatenate([self.x_features(x), self.z_features(z2)], axis=-1)))
+
+
+class JointDecoder(keras.layers.Layer):
+    """p(x|z1, z2) of the MLP HVAE: gated dense(z1) ‖ gated dense(z2) → gated dense → linear outputs."""
+
+    def __init__(self, hidden_units: int, outputs: int, **kwargs):
+        super().__init__(**kwargs)
+        self.z1_features = GatedDense(hidden_units, name="z1_features")
+        self.z2_features = GatedDense(hidden_units, name="z2_features")
+        self.joint = GatedDense(hidden_units, name="joint")
+        self.out = keras.layers.Dense(outputs, name="outputs")
+
+    def call(self, z1, z2, x=None):
+        h = ops.concatenate([self.z1_features(z1), self.z2_features(z2)], axis=-1)
+        return self.out(self.joint(h))
+
+
+class ConvDecoder(keras.layers.Layer):
+    """p(x|z1, z2) of convHVAE: gated dense(z1→300) ‖ gated dense(z2→300) → gated dense(D) → (H, W, 1)
+    → 4 gated 3x3 convs of 64 channels → 1x1 conv to the likelihood's channels."""
+
+    def __init__(self, image_shape, hidden_units: int, outputs_per_pixel: int, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(image_shape)
+        self.num_pixels = self.image_shape[0] * self.image_shape[1]
+        self.z1_features = GatedDense(hidden_units, name="z1_features")
+        self.z2_features = GatedDense(hidden_units, name="z2_features")
+        self.to_image = GatedDense(self.num_pixels, name="to_image")
+        self.convs = [GatedConv2D(DECODER_CONV_CHANNELS, 3, name=f"gated_conv_{i + 1}")
+                      for i in range(DECODER_CONV_LAYERS)]
+        self.out = keras.layers.Conv2D(outputs_per_pixel, 1, name="outputs")
+
+    def call(self, z1, z2, x=None):
+        h = self.to_image(ops.concatenate([self.z1_features(z1), self.z2_features(z2)], axis=-1))
+        h = to_images(h, self.image_shape)
+        for layer in self.convs:
+            h = layer(h)
+        return from_channels(self.out(h), self.num_pixels)
+
+
+class PixelCNNDecoder(keras.layers.Layer):
+    """p(x|z1, z2) of PixelHVAE: z1 and z2 each mapped by a gated dense layer to one image-sized channel,
+    stacked with x on the channel axis → masked conv "A" → 7 masked convs "B" (64 channels, 3x3, ReLU)
+    → 1x1 conv to the likelihood's channels. Output for pixel i depends on x only through pixels < i
+    (row-major), so log p(x|z) is one pass and sampling is one pass per pixel."""
+
+    def __init__(self, image_shape, outputs_per_pixel: int, channels: int = PIXELCNN_CHANNELS,
+                 layers: int = PIXELCNN_LAYERS, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(image_shape)
+        self.num_pixels = self.image_shape[0] * self.image_shape[1]
+        self.z1_features = GatedDense(self.num_pixels, name="z1_features")
+        self.z2_features = GatedDense(self.num_pixels, name="z2_features")
+        self.masked = [MaskedConv2D(channels, 3, "A" if i == 0 else "B", name=f"masked_conv_{i + 1}")
+                       for i in range(layers)]
+        self.out = keras.layers.Conv2D(outputs_per_pixel, 1, name="outputs")
+
+    def call(self, z1, z2, x):
+        h = ops.concatenate([to_images(x, self.image_shape), to_images(self.z1_features(z1), self.image_shape),
+                             to_images(self.z2_features(z2), self.image_shape)], axis=-1)
+        for layer in self.masked:
+            h = ops.relu(layer(h))
+        return from_channels(self.out(h), self.num_pixels)
