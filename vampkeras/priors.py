@@ -42,25 +42,30 @@ def gaussian_mixture(mixture_logits, means, log_vars) -> tfd.MixtureSameFamily:
 def gaussian_mixture_log_prob(z, mixture_logits, means, log_vars):
     """log Σ_k π_k N(z | μ_k, diag σ_k²) for z (..., M), with K components: returns (...).
 
-    Identical in value to ``gaussian_mixture(...).log_prob(z)``, but the (N, K) table of component
+    Equal in value to ``gaussian_mixture(...).log_prob(z)``, but the (N, K) table of component
     log-densities is built from two matrix products instead of a (N, K, M) broadcast:
         Σ_m (z_m − μ_km)² / σ²_km = (z²) · (1/σ²_k) − 2 z · (μ_k/σ²_k) + Σ_m μ²_km/σ²_km,
-    which keeps the memory at O(N·K) and runs at matmul speed.
+    which keeps the memory at O(N·K) and runs at matmul speed. The three terms are large and nearly cancel
+    for sharp components (σ² down to e⁻⁶), so the table is computed in float64 (M is small: it costs
+    little) and only the result is cast back.
     """
+    dtype = z.dtype
     batch_shape = tf.shape(z)[:-1]
     latent_dim = tf.shape(z)[-1]
-    flat_z = tf.reshape(z, [-1, latent_dim])                                   # (N, M)
-    precision = tf.exp(-log_vars)                                              # (K, M)
+    flat_z = tf.cast(tf.reshape(z, [-1, latent_dim]), tf.float64)                 # (N, M)
+    means = tf.cast(means, tf.float64)
+    log_vars = tf.cast(log_vars, tf.float64)
+    precision = tf.exp(-log_vars)                                                 # (K, M)
     quadratic = (
-        tf.matmul(tf.square(flat_z), precision, transpose_b=True)              # (N, K)
+        tf.matmul(tf.square(flat_z), precision, transpose_b=True)                 # (N, K)
         - 2.0 * tf.matmul(flat_z, means * precision, transpose_b=True)
         + tf.reduce_sum(tf.square(means) * precision, axis=-1)
     )
-    normaliser = tf.reduce_sum(log_vars, axis=-1) + tf.cast(latent_dim, z.dtype) * LOG_2PI   # (K,)
-    component_log_probs = -0.5 * (tf.maximum(quadratic, 0.0) + normaliser)    # (N, K)
-    log_weights = tf.nn.log_softmax(mixture_logits)                            # (K,)
+    normaliser = tf.reduce_sum(log_vars, axis=-1) + tf.cast(latent_dim, tf.float64) * LOG_2PI   # (K,)
+    component_log_probs = -0.5 * (tf.maximum(quadratic, 0.0) + normaliser)       # (N, K)
+    log_weights = tf.nn.log_softmax(tf.cast(mixture_logits, tf.float64))          # (K,)
     log_prob = tf.reduce_logsumexp(component_log_probs + log_weights, axis=-1)
-    return tf.reshape(log_prob, batch_shape)
+    return tf.reshape(tf.cast(log_prob, dtype), batch_shape)
 
 
 class Prior(keras.layers.Layer):

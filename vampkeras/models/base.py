@@ -137,7 +137,7 @@ class LatentVariableModel(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        x = data
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             reconstruction, kl = self.elbo_terms(x, self._step_seed())
             loss = tf.reduce_mean(reconstruction + self.beta * kl)
@@ -146,7 +146,7 @@ class LatentVariableModel(keras.Model):
         return self._update_trackers(loss, reconstruction, kl)
 
     def test_step(self, data):
-        x = data
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         seed = tf.constant([self.run_seed, -1], tf.int32)
         reconstruction, kl = self.elbo_terms(x, seed)
         return self._update_trackers(tf.reduce_mean(reconstruction + kl), reconstruction, kl)

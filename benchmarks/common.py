@@ -1,0 +1,92 @@
+"""Shared benchmark helpers: a same-run dense-matmul reference and matmul FLOP counting from graphs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tensorflow as tf  # noqa: E402
+
+
+def timed(function, *args, repeats: int = 20, warmup: int = 3) -> float:
+    """Median seconds per call of a compiled ``function(*args)`` (results forced to host)."""
+    for _ in range(warmup):
+        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, function(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, function(*args))
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def matmul_flops_per_second(size: int = 2048, repeats: int = 20) -> float:
+    """FLOP/s of one large dense float32 matmul (size x size) @ (size x size), measured now."""
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    matmul = tf.function(tf.matmul)
+    return 2.0 * size ** 3 / timed(matmul, a, b, repeats=repeats)
+
+
+def _matmul_flops(op) -> int | None:
+    a, b = op.inputs[0].shape, op.inputs[1].shape
+    if not (a.is_fully_defined() and b.is_fully_defined()):
+        return None
+    if op.type == "MatMul":
+        transpose_a, transpose_b = op.get_attr("transpose_a"), op.get_attr("transpose_b")
+    else:
+        transpose_a, transpose_b = op.get_attr("adj_x"), op.get_attr("adj_y")
+    rows = a[-1] if transpose_a else a[-2]
+    inner = a[-2] if transpose_a else a[-1]
+    cols = b[-2] if transpose_b else b[-1]
+    batch = 1
+    for d in a[:-2]:
+        batch *= d
+    return 2 * batch * rows * inner * cols
+
+
+def graph_matmul_flops(concrete_function) -> tuple[int, int]:
+    """(FLOPs of the MatMul/BatchMatMul/Conv2D ops with static shapes, number of such ops whose shape is
+    not static) in a concrete function's graph, including the gradient ops of a train step."""
+    flops, unknown = 0, 0
+    for op in concrete_function.graph.get_operations():
+        if op.type in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
+            count = _matmul_flops(op)
+        elif op.type in ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"):
+            count = _conv_flops(op)
+        else:
+            continue
+        if count is None:
+            unknown += 1
+        else:
+            flops += count
+    return flops, unknown
+
+
+def _conv_flops(op) -> int | None:
+    if op.type == "Conv2D":
+        out, kernel = op.outputs[0].shape, op.inputs[1].shape
+    elif op.type == "Conv2DBackpropInput":
+        out, kernel = op.inputs[2].shape, op.inputs[1].shape        # out_backprop has the output's shape
+    else:
+        out, kernel = op.inputs[2].shape, None
+        sizes = tf.get_static_value(op.inputs[1])
+        kernel = tf.TensorShape(sizes) if sizes is not None else tf.TensorShape(None)
+    if not (out.is_fully_defined() and kernel.is_fully_defined()):
+        return None
+    return 2 * out[0] * out[1] * out[2] * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+
+
+def report(record: dict) -> None:
+    """Print one JSON line with the machine's description."""
+    record = {**record, "tensorflow": tf.__version__, "machine": platform.machine(),
+              "cpus": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU"))}
+    print(json.dumps(record, sort_keys=True))
