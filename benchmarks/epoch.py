@@ -1,0 +1,69 @@
+"""Input-pipeline overhead: a full training epoch through the tf.data pipeline vs. the bare compiled step.
+
+    python benchmarks/epoch.py [--dataset dynamic_mnist] [--data-dir ../shared/data] [--prior vampprior]
+
+Both run the same model and train step; the first through ``model.fit`` on the real pipeline (shuffle,
+gather, on-the-fly binarization, prefetch), the second calling the compiled step on batches already in
+memory. Prints one JSON line with examples per second of each and their ratio (1.0 = a free pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from common import report
+
+import tensorflow as tf  # noqa: E402
+
+from vampkeras import optimizers  # noqa: E402
+from vampkeras.config import RunConfig  # noqa: E402
+from vampkeras.data import load_dataset  # noqa: E402
+from vampkeras.data.pipeline import training_batches  # noqa: E402
+from vampkeras.models import build_model  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="dynamic_mnist")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--model", default="vae")
+    parser.add_argument("--prior", default="vampprior")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--max-examples", type=int, default=None)
+    args = parser.parse_args()
+    data = load_dataset(args.dataset, args.data_dir, args.max_examples)
+    config = RunConfig(dataset=args.dataset, model=args.model, prior=args.prior).resolve(data.spec)
+    model = build_model(config, data.spec, data.train)
+    model.compile(optimizer=optimizers.build(config.optimizer, config.lr))
+    model.optimizer.build(model.trainable_variables)
+    count = len(data.train)
+
+    dataset, steps = training_batches(data.train, args.batch_size, config.seed,
+                                      binarize=data.spec.binarization == "dynamic")
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)          # warm-up epoch (tracing)
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=2, initial_epoch=1, verbose=0)
+    pipeline_rate = count / (time.perf_counter() - start)
+
+    step = tf.function(model.train_step)
+    rng = np.random.default_rng(0)
+    batches = [tf.constant((rng.uniform(size=(args.batch_size, data.spec.num_pixels))
+                            < data.train[i * args.batch_size:(i + 1) * args.batch_size].mean()).astype("float32"))
+               for i in range(min(steps, 20))]
+    step(batches[0])
+    start = time.perf_counter()
+    for i in range(steps):
+        logs = step(batches[i % len(batches)])
+    float(logs["loss"])
+    bare_rate = steps * args.batch_size / (time.perf_counter() - start)
+    report({"benchmark": "epoch", "dataset": args.dataset, "model": args.model, "prior": args.prior,
+            "examples": count, "pipeline_examples_per_second": round(pipeline_rate, 1),
+            "bare_step_examples_per_second": round(bare_rate, 1),
+            "pipeline_over_bare": round(pipeline_rate / bare_rate, 3)})
+
+
+if __name__ == "__main__":
+    main()

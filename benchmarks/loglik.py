@@ -1,0 +1,93 @@
+"""Speed and memory of the S-sample importance-sampled log-likelihood (paper §5.2) for the VAE + VampPrior.
+
+    python benchmarks/loglik.py [--samples 5000] [--examples 100] [--memory-samples 5000 20000]
+
+Prints one JSON line: seconds per test image for S samples, the achieved matmul FLOP/s as a fraction of a
+dense 2048² matmul measured in the same run, and the peak resident memory of a fresh process scoring
+``--examples`` images with each S in ``--memory-samples`` (it must not grow with S).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+
+import numpy as np
+
+from common import graph_matmul_flops, matmul_flops_per_second, report
+
+import tensorflow as tf  # noqa: E402
+
+from vampkeras.config import RunConfig  # noqa: E402
+from vampkeras.export import EXAMPLES_PER_BATCH, ExportModule  # noqa: E402
+from vampkeras.models import build_model  # noqa: E402
+
+
+@dataclasses.dataclass
+class MnistSpec:
+    image_shape: tuple = (28, 28)
+    num_pixels: int = 784
+    likelihood: str = "bernoulli"
+
+
+def build(components: int):
+    config = RunConfig(model="vae", prior="vampprior", num_components=components, pseudo_init_mean=0.05,
+                       pseudo_init_std=0.01)
+    model = build_model(config, MnistSpec())
+    return model, ExportModule(model, config.to_json())
+
+
+def images(count: int) -> tf.Tensor:
+    return tf.constant((np.random.default_rng(0).uniform(size=(count, 28, 28)) < 0.13).astype("float32"))
+
+
+def peak_memory_mb(samples: int, examples: int, components: int) -> float:
+    """Peak RSS (MB) of a child process that builds the model and scores ``examples`` images."""
+    code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r}); "
+            f"import loglik, tensorflow as tf; model, module = loglik.build({components}); "
+            f"module.log_prob(loglik.images({examples}), tf.constant({samples}))['log_likelihood'].numpy()")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--components", type=int, default=500)
+    parser.add_argument("--memory-samples", type=int, nargs="*", default=[5000, 20000])
+    args = parser.parse_args()
+    reference = matmul_flops_per_second()
+    model, module = build(args.components)
+    x = images(args.examples)
+    module.log_prob(x[:1], tf.constant(10))                             # trace
+    import time
+    start = time.perf_counter()
+    values = module.log_prob(x, tf.constant(args.samples))["log_likelihood"].numpy()
+    seconds = time.perf_counter() - start
+    assert np.all(np.isfinite(values))
+
+    # FLOPs: one chunk's importance weights (static shapes) times the number of chunks, plus the prior
+    chunk = max(1, model.evaluation_rows // EXAMPLES_PER_BATCH)
+    batch = min(EXAMPLES_PER_BATCH, args.examples)
+    parameters = model.prior_parameters()
+    weights = tf.function(lambda xb: model.log_importance_weights(xb, chunk, parameters, tf.constant([0, 0])))
+    chunk_flops, unknown = graph_matmul_flops(weights.get_concrete_function(tf.zeros([batch, 784])))
+    batches = -(-args.examples // EXAMPLES_PER_BATCH)
+    chunks = -(-args.samples // chunk)
+    flops = chunk_flops * chunks * batches * args.examples / (batch * batches)
+    memory = {str(s): round(peak_memory_mb(s, min(args.examples, 20), args.components), 1)
+              for s in args.memory_samples}
+    report({"benchmark": "loglik", "samples": args.samples, "examples": args.examples,
+            "components": args.components, "seconds_per_image": round(seconds / args.examples, 4),
+            "hours_for_10000_images": round(seconds / args.examples * 10000 / 3600, 3),
+            "fraction_of_matmul": round(flops / seconds / reference, 3), "matmul_gflops": round(reference / 1e9, 1),
+            "ops_without_static_shape": unknown, "peak_rss_mb_by_samples": memory})
+
+
+if __name__ == "__main__":
+    main()

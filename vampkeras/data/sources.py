@@ -1,0 +1,112 @@
+"""Readers of the datasets' file formats. Each returns float32 arrays of flattened images, (N, H·W).
+
+All raise :class:`DataError` with the file's path for missing, truncated or malformed files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from vampkeras.errors import DataError
+
+IDX_IMAGES_MAGIC = 2051
+
+
+def _open_maybe_gzip(path: Path):
+    with open(path, "rb") as stream:
+        head = stream.read(2)
+    return gzip.open(path, "rb") if head == b"\x1f\x8b" else open(path, "rb")
+
+
+def read_bytes(path) -> bytes:
+    """A file's content, gunzipped if it is gzip-compressed."""
+    path = Path(path)
+    try:
+        with _open_maybe_gzip(path) as stream:
+            return stream.read()
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"cannot read {path}: the file is truncated or corrupt ({error})") from None
+
+
+def read_idx_images(path) -> np.ndarray:
+    """MNIST IDX image file (plain or .gz): (N, rows·cols) float32 grey values in [0, 1]."""
+    data = read_bytes(path)
+    if len(data) < 16:
+        raise DataError(f"{path} is too short to be an IDX image file")
+    magic, count, rows, cols = np.frombuffer(data[:16], dtype=">u4")
+    if magic != IDX_IMAGES_MAGIC:
+        raise DataError(f"{path} is not an IDX image file (magic number {magic}, expected {IDX_IMAGES_MAGIC})")
+    expected = 16 + int(count) * int(rows) * int(cols)
+    if len(data) != expected:
+        raise DataError(f"{path} is truncated or corrupt: {len(data)} bytes, the header promises {expected}")
+    pixels = np.frombuffer(data, dtype=np.uint8, offset=16).reshape(int(count), int(rows) * int(cols))
+    return pixels.astype(np.float32) / 255.0
+
+
+def read_amat(path, width: int = 784) -> np.ndarray:
+    """Larochelle's ``.amat`` text (plain or .gz): one image a line of ``width`` values in {0, 1}."""
+    text = read_bytes(path)
+    lines = text.split(b"\n")
+    if lines and not lines[-1].strip():
+        lines = lines[:-1]
+    values = np.array(text.split(), dtype=np.float32) if text.strip() else np.zeros([0], np.float32)
+    if len(lines) == 0 or values.size != len(lines) * width:
+        lengths = sorted({len(line.split()) for line in lines})
+        raise DataError(f"{path} is not a .amat file of {width} values per line "
+                        f"(found lines with {lengths[:5]} values)")
+    images = values.reshape(len(lines), width)
+    if not np.isin(images, (0.0, 1.0)).all():
+        raise DataError(f"{path} holds values other than 0 and 1; static MNIST must be binary")
+    return images
+
+
+def load_mat(path) -> dict:
+    """A MATLAB file's variables (scipy.io.loadmat)."""
+    from scipy.io import loadmat
+    try:
+        return loadmat(str(path))
+    except Exception as error:  # scipy raises several unrelated types for a corrupt file
+        raise DataError(f"cannot read {path} as a MATLAB file ({type(error).__name__}: {error})") from None
+
+
+def mat_array(contents: dict, key: str, path) -> np.ndarray:
+    if key not in contents:
+        raise DataError(f"{path} has no variable {key!r} (found {sorted(k for k in contents if not k.startswith('_'))})")
+    return np.asarray(contents[key])
+
+
+def load_pickle(path, member_suffix: str | None = None):
+    """A (Python 2 compatible) pickle, optionally the member ending in ``member_suffix`` of a .tar.gz."""
+    path = Path(path)
+    try:
+        if member_suffix is not None and tarfile.is_tarfile(path):
+            with tarfile.open(path, "r:*") as archive:
+                members = [m for m in archive.getmembers() if m.isfile() and m.name.endswith(member_suffix)]
+                if not members:
+                    raise DataError(f"{path} holds no file ending in {member_suffix}")
+                payload = archive.extractfile(members[0]).read()
+        else:
+            payload = read_bytes(path)
+        return pickle.load(io.BytesIO(payload), encoding="latin1")
+    except DataError:
+        raise
+    except Exception as error:  # unpickling a corrupt file raises many types
+        raise DataError(f"cannot read {path} as a pickle ({type(error).__name__}: {error})") from None
+
+
+def area_resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average (N, H, W) float images in [0, 1] to (N, h, w) (PIL's box filter; antialiased)."""
+    from PIL import Image
+    height, width = size
+    out = np.empty((len(images), height, width), dtype=np.float32)
+    for index, image in enumerate(images):
+        out[index] = np.asarray(Image.fromarray(image.astype(np.float32), mode="F").resize(
+            (width, height), resample=Image.BOX))
+    return np.clip(out, 0.0, 1.0)
