@@ -122,8 +122,21 @@ def save_epoch(directory, epoch: int, model, optimizer, state: dict, keep: int) 
     return path
 
 
+def remove_stale_temporaries(directory) -> list[Path]:
+    """Delete the half-written temporary files a killed process may have left in ``directory``."""
+    directory = Path(directory)
+    stale = [p for p in directory.glob(".*.tmp") if p.is_file()] if directory.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+        logger.warning("removed the unfinished file %s", path)
+    return stale
+
+
 def restore_latest(directory, model, optimizer) -> dict | None:
-    """Load the newest readable epoch checkpoint; corrupt ones are skipped with a warning. None if none."""
+    """Load the newest readable epoch checkpoint; corrupt ones are skipped with a warning. None if none.
+
+    Half-written temporary files of an interrupted save are removed first."""
+    remove_stale_temporaries(directory)
     for epoch, path in reversed(epoch_checkpoints(directory)):
         try:
             state = load(path, model, optimizer)

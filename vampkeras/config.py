@@ -54,6 +54,8 @@ class RunConfig:
     export_dir: str | None = None
     jit: bool = False
     keep_checkpoints: int = 3
+    image_every: int = 10
+    deterministic: bool = True
 
     def validate(self) -> "RunConfig":
         """Raise :class:`ConfigError` naming the first option that is out of range."""
@@ -81,6 +83,7 @@ class RunConfig:
         need(self.lr > 0, "--lr must be > 0")
         need(self.max_examples is None or self.max_examples >= 1, "--max-examples must be at least 1")
         need(self.keep_checkpoints >= 1, "at least one checkpoint must be kept")
+        need(self.image_every >= 0, "--image-every must be >= 0 (0: no images in TensorBoard)")
         return self
 
     def resolve(self, spec) -> "RunConfig":

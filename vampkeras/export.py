@@ -9,6 +9,9 @@
 * ``reconstruct(x)`` → ``{"images": (N, H, W)}``
 * ``latent_means(x)`` → ``{"z1": (N, M)}`` (and ``"z2"`` for two-level models): E_q[z|x], for active units
 * ``metadata()`` → ``{"config_json": the run's RunConfig as JSON, "format_version": int32}``
+* mixture priors only: ``sample_component(component, num_samples, seed)`` → ``{"images"}`` drawn with the
+  top latent from that one component (a VampPrior's q(z|u_k), paper Figure 4)
+* VampPriors only: ``pseudo_inputs()`` → ``{"images": (K, H, W)}``
 
 plus ``assets/config.json``. All randomness is seeded (``log_prob`` and ``elbo`` use fixed seeds), so the
 same call gives the same numbers.
@@ -53,10 +56,17 @@ class ExportModule(tf.Module):
         self.reconstruct = tf.function(self._reconstruct, input_signature=[image_spec])
         self.latent_means = tf.function(self._latent_means, input_signature=[image_spec])
         self.metadata = tf.function(self._metadata, input_signature=[])
+        self.names = ["sample", "log_prob", "elbo", "encode", "reconstruct", "latent_means", "metadata"]
+        if model.prior.num_mixture_components is not None:
+            self.sample_component = tf.function(self._sample_component,
+                                                input_signature=[scalar_int, scalar_int, scalar_int])
+            self.names.append("sample_component")
+        if model.prior.pseudo_inputs() is not None:
+            self.pseudo_inputs = tf.function(self._pseudo_inputs, input_signature=[])
+            self.names.append("pseudo_inputs")
 
     def signatures(self) -> dict:
-        return {name: getattr(self, name).get_concrete_function()
-                for name in ("sample", "log_prob", "elbo", "encode", "reconstruct", "latent_means", "metadata")}
+        return {name: getattr(self, name).get_concrete_function() for name in self.names}
 
     def _flat(self, x):
         return tf.reshape(x, [-1, self.model.num_pixels])
@@ -66,6 +76,13 @@ class ExportModule(tf.Module):
 
     def _sample(self, num_samples, seed):
         return {"images": self._images(self.model.sample(num_samples, tf.cast(seed, tf.int32)))}
+
+    def _sample_component(self, component, num_samples, seed):
+        images = self.model.sample_component(component, num_samples, tf.cast(seed, tf.int32))
+        return {"images": self._images(images)}
+
+    def _pseudo_inputs(self):
+        return {"images": self._images(self.model.prior.pseudo_inputs())}
 
     def _log_prob(self, x, num_samples):
         return self.log_prob_given_prior(x, num_samples, self.model.prior_parameters())
@@ -123,6 +140,10 @@ def export(model, config_json: str, directory, overwrite: bool = False) -> Path:
         raise VampkerasError(f"the export folder {directory} already holds files; choose another --export "
                              "folder or pass --overwrite")
     directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(f".{directory.name}.*-*"):     # left by an export that was killed
+        if stale.is_dir() and (stale.name.startswith(f".{directory.name}.tmp-")
+                               or stale.name.startswith(f".{directory.name}.old-")):
+            shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         config_path = staging / "config.json"

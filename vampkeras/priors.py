@@ -91,6 +91,11 @@ class Prior(keras.layers.Layer):
         """(K, D) pseudo-inputs in [0, 1], or None for priors that have none."""
         return None
 
+    @property
+    def num_mixture_components(self) -> int | None:
+        """K for mixture priors (whose parameters hold "means" and "log_vars" of shape (K, M)), else None."""
+        return getattr(self, "num_components", None)
+
     def call(self, encoder):  # pragma: no cover - priors are used through their methods
         return self.parameters(encoder)
 

@@ -103,17 +103,23 @@ class RunKeeper(keras.callbacks.Callback):
         state["epoch"] = epoch + 1
         checkpoint_dir = self.run_dir / "checkpoints"
         past_warmup = epoch + 1 > self.config.warmup
-        if row["val_loss"] < state["best_val_loss"]:
-            state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, bad_epochs=0)
-            checkpoints.save(checkpoint_dir / checkpoints.BEST_WEIGHTS, self.model)
-        elif past_warmup:
-            state["bad_epochs"] += 1
-        if state["bad_epochs"] >= self.config.patience:
-            state["stopped_early"] = True
-            self.model.stop_training = True
-        checkpoints.save_epoch(checkpoint_dir, epoch + 1, self.model, self.model.optimizer, state,
-                               self.config.keep_checkpoints)
-        write_history(self.run_dir / "history.csv", state["history"])
+        try:
+            if row["val_loss"] < state["best_val_loss"]:
+                state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, bad_epochs=0)
+                checkpoints.save(checkpoint_dir / checkpoints.BEST_WEIGHTS, self.model)
+            elif past_warmup:
+                state["bad_epochs"] += 1
+            if state["bad_epochs"] >= self.config.patience:
+                state["stopped_early"] = True
+                self.model.stop_training = True
+            checkpoints.save_epoch(checkpoint_dir, epoch + 1, self.model, self.model.optimizer, state,
+                                   self.config.keep_checkpoints)
+            write_history(self.run_dir / "history.csv", state["history"])
+        except OSError as error:
+            raise VampkerasError(
+                f"cannot write the checkpoint of epoch {epoch + 1} in {checkpoint_dir}: "
+                f"{error.strerror or error}; the previous checkpoints are intact, free space and resume "
+                "with --resume") from None
         with self.writer.as_default(step=epoch + 1):
             for name, value in row.items():
                 if name != "epoch":
@@ -167,6 +173,22 @@ def _check_export_target(config: RunConfig, overwrite: bool) -> None:
                          "or pass --overwrite")
 
 
+def _export_best(model, config: RunConfig, run_dir: Path, require_best: bool = False) -> bool:
+    """Export the best weights seen so far; without them, the current weights unless ``require_best``
+    (then nothing is exported and False returned)."""
+    best = run_dir / "checkpoints" / checkpoints.BEST_WEIGHTS
+    if best.is_file():
+        checkpoints.load(best, model)
+    elif require_best:
+        return False
+    try:
+        export.export(model, config.to_json(), config.export_dir, overwrite=True)
+    except OSError as error:
+        raise VampkerasError(f"cannot write the SavedModel to {config.export_dir}: {error.strerror or error}; "
+                             f"the run folder {run_dir} is intact") from None
+    return True
+
+
 def train(config: RunConfig, resume: bool = False, given: dict | None = None, overwrite: bool = False,
           verbose: int | str = "auto") -> TrainResult:
     """Train (or resume) a run end to end and export its best weights as a SavedModel."""
@@ -182,6 +204,8 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     except OSError as error:
         raise VampkerasError(f"cannot write the run folder {run_dir}: {error.strerror}") from None
 
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     model = build_model(config, dataset.spec, dataset.train)
     optimizer = optimizers.build(config.optimizer, config.lr)
     model.compile(optimizer=optimizer, jit_compile=config.jit)
@@ -198,14 +222,14 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
                   callbacks=[keeper], verbose=verbose, shuffle=False)
         if keeper.diverged_at is not None:
             epoch, step = keeper.diverged_at
+            exported = _export_best(model, config, run_dir, require_best=True)
             raise TrainingDiverged(
                 f"the training loss became NaN/Inf in epoch {epoch}, step {step}; the last good checkpoint "
-                f"(epoch {state['epoch']}) is kept in {run_dir / 'checkpoints'}. Try a lower --lr.")
+                f"(epoch {state['epoch']}) is kept in {run_dir / 'checkpoints'}"
+                + (f" and the best model so far is exported to {config.export_dir}" if exported else "")
+                + ". Try a lower --lr.")
 
-    best = run_dir / "checkpoints" / checkpoints.BEST_WEIGHTS
-    if best.is_file():
-        checkpoints.load(best, model)
-    export.export(model, config.to_json(), config.export_dir, overwrite=True)
+    _export_best(model, config, run_dir)
     return TrainResult(run_dir=run_dir, export_dir=Path(config.export_dir), epochs_trained=state["epoch"],
                        best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
                        stopped_early=state["stopped_early"])

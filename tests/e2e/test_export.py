@@ -33,7 +33,13 @@ def in_memory(trained_run):
 
 
 def test_signatures_and_shapes(loaded):
-    assert set(loaded.signatures) == {"sample", "log_prob", "elbo", "encode", "reconstruct", "metadata"}
+    assert set(loaded.signatures) == {"sample", "log_prob", "elbo", "encode", "reconstruct", "latent_means",
+                                      "metadata", "sample_component", "pseudo_inputs"}
+    pseudo = loaded.pseudo_inputs()["images"].numpy()
+    assert pseudo.shape == (500, 28, 28) and pseudo.min() >= 0.0 and pseudo.max() <= 1.0
+    component = loaded.sample_component(component=tf.constant(3), num_samples=tf.constant(5),
+                                        seed=tf.constant(0))["images"].numpy()
+    assert component.shape == (5, 28, 28)
     images = loaded.sample(num_samples=tf.constant(7), seed=tf.constant(3))["images"].numpy()
     assert images.shape == (7, 28, 28) and images.min() >= 0.0 and images.max() <= 1.0
     assert images.std() > 0.01
