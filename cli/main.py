@@ -141,5 +141,24 @@ def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_d
         atomic_write_text(json_path, text + "\n")
 
 
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder [default: $VAMPKERAS_DATA or ~/.vampkeras/data].")
+def datasets(data_dir):
+    """List the datasets: image shape, input type, split sizes, whether the files are present, source."""
+    from vampkeras.data import DATASETS, default_data_dir, files_present
+
+    folder = data_dir or str(default_data_dir())
+    rows = [("name", "shape", "input", "train/valid/test", "present", "source")]
+    for spec in DATASETS.values():
+        rows.append((spec.name, "x".join(map(str, spec.image_shape)), spec.input_type,
+                     "/".join(map(str, spec.split_sizes)), "yes" if files_present(spec.name, folder) else "no",
+                     spec.source))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    click.echo(f"data folder: {folder}")
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+
+
 if __name__ == "__main__":
     main()
