@@ -115,6 +115,32 @@ def _local_or_remote(data_dir: Path, remote: RemoteFile, download: bool, alterna
     return ensure_file(data_dir, remote, download)
 
 
+def tfds_arrays(tfds_name: str, splits: tuple[str, ...], data_dir: Path) -> list[np.ndarray] | None:
+    """Images of a TFDS dataset that is already prepared locally, as (N, H, W, C) uint8 arrays per split;
+    None when TFDS is missing or has not prepared it (TFDS is never asked to download here).
+
+    Looks in ``<data_dir>/tfds`` if that folder exists, else in TFDS's own default folder.
+    """
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError:
+        return None
+    tfds_dir = data_dir / "tfds"
+    try:
+        builder = tfds.builder(tfds_name, data_dir=str(tfds_dir) if tfds_dir.is_dir() else None, try_gcs=False)
+        if not builder.is_prepared():
+            return None
+        arrays = []
+        for split in splits:
+            batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+            arrays.append(np.asarray(batch["image"]))
+    except Exception as error:  # TFDS raises many types for missing or partial data
+        logger.info("TFDS %s not usable here (%s: %s)", tfds_name, type(error).__name__, error)
+        return None
+    logger.info("loaded %s from TFDS", tfds_name)
+    return arrays
+
+
 def binarize(images: np.ndarray, seed: int) -> np.ndarray:
     """One fixed Bernoulli draw per pixel: x ~ Bernoulli(grey value)."""
     return (np.random.default_rng(seed).uniform(size=images.shape) < images).astype(np.float32)
@@ -137,6 +163,11 @@ def _load_mnist5k(data_dir, download):
 
 
 def _load_dynamic_mnist(data_dir, download):
+    if not files_present("dynamic_mnist", data_dir):
+        arrays = tfds_arrays("mnist", ("train", "test"), data_dir)
+        if arrays is not None:
+            train, test = (a.reshape(len(a), -1).astype(np.float32) / 255.0 for a in arrays)
+            return _dynamic(train[:50000], train[50000:], test)
     train_path = _local_or_remote(data_dir, FILES["mnist_train"], download, ["mnist/train-images-idx3-ubyte"])
     test_path = _local_or_remote(data_dir, FILES["mnist_test"], download, ["mnist/t10k-images-idx3-ubyte"])
     train, test = sources.read_idx_images(train_path), sources.read_idx_images(test_path)
@@ -147,6 +178,10 @@ def _load_dynamic_mnist(data_dir, download):
 
 
 def _load_static_mnist(data_dir, download):
+    if not files_present("static_mnist", data_dir):
+        arrays = tfds_arrays("binarized_mnist", ("train", "validation", "test"), data_dir)
+        if arrays is not None:
+            return tuple(a.reshape(len(a), -1).astype(np.float32) for a in arrays)
     splits = []
     for split in ("train", "valid", "test"):
         remote = FILES[f"static_{split}"]
@@ -160,7 +195,11 @@ def _load_omniglot(data_dir, download):
     chardata = data_dir / FILES["omniglot_chardata"].relative_path
     originals = [data_dir / "omniglot" / f"images_{part}.npz" for part in ("background", "evaluation")]
     if not chardata.is_file() and all(p.is_file() for p in originals):
-        return _omniglot_from_originals(originals)
+        return _omniglot_from_originals(_read_omniglot_originals(originals))
+    if not chardata.is_file():
+        arrays = tfds_arrays("omniglot", ("train", "test"), data_dir)
+        if arrays is not None:      # 105x105 RGB, white background: the same rebuild as the originals
+            return _omniglot_from_originals(np.concatenate([a[..., 0] for a in arrays]) < 128, source="tfds")
     contents = sources.load_mat(_local_or_remote(data_dir, FILES["omniglot_chardata"], download))
     train = sources.mat_array(contents, "data", chardata).T.reshape(-1, 28, 28, order="F").reshape(-1, 784)
     test = sources.mat_array(contents, "testdata", chardata).T.reshape(-1, 28, 28, order="F").reshape(-1, 784)
@@ -168,17 +207,8 @@ def _load_omniglot(data_dir, download):
     return train[:-1345], train[-1345:], test
 
 
-def _omniglot_from_originals(paths) -> tuple:
-    """The 105x105 originals (True = background) → ink = 1, area-averaged to 28x28, a fixed-seed split of
-    the paper's sizes (23000 train / 1345 validation / 8070 test), cached after the first build."""
-    from vampkeras.checkpoints import atomic_write_bytes
-    cache = cache_dir() / f"omniglot28-from-originals-v{CACHE_VERSION}.npz"
-    if cache.is_file():
-        try:
-            with np.load(cache) as stored:
-                return stored["train"], stored["validation"], stored["test"]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-            logger.warning("ignoring the unreadable cache %s (%s)", cache, error)
+def _read_omniglot_originals(paths) -> np.ndarray:
+    """(N, 105, 105) bool, True = ink, from the originals' npz files (whose ``images`` are True = background)."""
     parts = []
     for path in paths:
         try:
@@ -188,9 +218,22 @@ def _omniglot_from_originals(paths) -> tuple:
             raise DataError(f"cannot read {path} as the Omniglot originals ({error})") from None
         if images.ndim != 4 or images.shape[2:] != (105, 105):
             raise DataError(f"{path}: expected images of shape (characters, drawers, 105, 105), got {images.shape}")
-        parts.append(images.reshape(-1, 105, 105))
-    ink = 1.0 - np.concatenate(parts).astype(np.float32)
-    small = sources.area_resize(ink, (28, 28)).reshape(-1, 784)
+        parts.append(~images.reshape(-1, 105, 105).astype(bool))
+    return np.concatenate(parts)
+
+
+def _omniglot_from_originals(ink: np.ndarray, source: str = "originals") -> tuple:
+    """105x105 ink masks (N, 105, 105) → area-averaged to 28x28 grey, a fixed-seed split of the paper's
+    sizes (23000 train / 1345 validation / 8070 test), cached (atomically) after the first build."""
+    from vampkeras.checkpoints import atomic_write_bytes
+    cache = cache_dir() / f"omniglot28-from-{source}-v{CACHE_VERSION}.npz"
+    if cache.is_file():
+        try:
+            with np.load(cache) as stored:
+                return stored["train"], stored["validation"], stored["test"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            logger.warning("ignoring the unreadable cache %s (%s)", cache, error)
+    small = sources.area_resize(ink.astype(np.float32), (28, 28)).reshape(-1, 784)
     order = np.random.default_rng(SPLIT_SEED).permutation(len(small))
     train, validation, test = small[order[:23000]], small[order[23000:24345]], small[order[24345:24345 + 8070]]
     try:
