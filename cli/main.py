@@ -71,6 +71,10 @@ def main(verbose):
               help="Trainable mixture weights for mog/vampprior priors (the weighted VampPrior, paper §6).")
 @click.option("--pseudo-init", type=click.Choice(PSEUDO_INITS), default="random", show_default=True,
               help="Initialise pseudo-inputs from N(mean, std) of the dataset, or from K random training images.")
+@click.option("--pseudo-init-mean", type=float, default=None,
+              help="Mean of the random pseudo-input initialisation [default: the dataset's, 0.05 for MNIST].")
+@click.option("--pseudo-init-std", type=click.FloatRange(min=0), default=None,
+              help="Std of the random pseudo-input initialisation [default: the dataset's, 0.01 for MNIST].")
 @click.option("--epochs", type=click.IntRange(min=1), default=2000, show_default=True, help="Maximum number of epochs.")
 @click.option("--warmup", type=click.IntRange(min=0), default=100, show_default=True,
               help="KL warm-up epochs: beta = min(1, epoch / warmup); 0 disables it.")

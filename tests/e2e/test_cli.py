@@ -82,6 +82,26 @@ def test_user_errors_are_one_message_and_exit_2(args, fragments, tmp_path, monke
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_a_diverging_run_exits_2_with_the_epoch_and_step(tmp_path):
+    result = invoke("train", "--lr", "1e12", "--optimizer", "adam", "--epochs", 2, "--max-examples", 200,
+                    "--components", 10, "--quiet", "--run-dir", tmp_path / "run", "--export", tmp_path / "model")
+    assert_user_error(result, "NaN/Inf in epoch", "step", "Try a lower --lr")
+
+
+def test_evaluate_refuses_a_model_of_another_format_version(tmp_path, monkeypatch):
+    from vampkeras import export
+    from vampkeras.config import RunConfig
+    from vampkeras.data import DATASETS
+    from vampkeras.models import build_model
+
+    config = RunConfig(num_components=5).resolve(DATASETS["mnist5k"])
+    model = build_model(config, DATASETS["mnist5k"])
+    monkeypatch.setattr(export, "FORMAT_VERSION", 99)
+    export.export(model, config.to_json(), tmp_path / "future")
+    monkeypatch.undo()
+    assert_user_error(invoke("evaluate", tmp_path / "future"), "exported in format 99", "reads format 1")
+
+
 def test_evaluate_refuses_a_folder_that_is_no_model(tmp_path):
     assert_user_error(invoke("evaluate", tmp_path), "neither a run folder", "nor a SavedModel")
 
