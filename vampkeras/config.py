@@ -52,7 +52,7 @@ class RunConfig:
     data_dir: str | None = None
     run_dir: str | None = None
     export_dir: str | None = None
-    jit: bool = False
+    jit: bool = True
     keep_checkpoints: int = 3
     image_every: int = 10
     deterministic: bool = True
