@@ -2,7 +2,7 @@
 
     python benchmarks/epoch.py [--dataset dynamic_mnist] [--data-dir ../shared/data] [--prior vampprior]
 
-Both run the same model and train step; the first through ``model.fit`` on the real pipeline (shuffle,
+Both run the same model and train step with `vampkeras train`'s defaults (XLA, steps per execution); the first through ``model.fit`` on the real pipeline (shuffle,
 gather, on-the-fly binarization, prefetch), the second calling the compiled step on batches already in
 memory. Prints one JSON line with examples per second of each and their ratio (1.0 = a free pipeline).
 """
@@ -23,6 +23,7 @@ from vampkeras.config import RunConfig  # noqa: E402
 from vampkeras.data import load_dataset  # noqa: E402
 from vampkeras.data.pipeline import training_batches  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
+from vampkeras.training import steps_per_execution  # noqa: E402
 
 
 def main():
@@ -33,11 +34,15 @@ def main():
     parser.add_argument("--prior", default="vampprior")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-examples", type=int, default=None)
+    parser.add_argument("--steps-per-execution", type=int, default=None,
+                        help="default: what `vampkeras train` uses")
     args = parser.parse_args()
     data = load_dataset(args.dataset, args.data_dir, args.max_examples)
     config = RunConfig(dataset=args.dataset, model=args.model, prior=args.prior).resolve(data.spec)
     model = build_model(config, data.spec, data.train)
-    model.compile(optimizer=optimizers.build(config.optimizer, config.lr))
+    steps = -(-len(data.train) // args.batch_size)
+    model.compile(optimizer=optimizers.build(config.optimizer, config.lr), jit_compile=config.jit,
+                  steps_per_execution=args.steps_per_execution or steps_per_execution(steps))
     model.optimizer.build(model.trainable_variables)
     count = len(data.train)
 
@@ -48,7 +53,7 @@ def main():
     model.fit(dataset, steps_per_epoch=steps, epochs=2, initial_epoch=1, verbose=0)
     pipeline_rate = count / (time.perf_counter() - start)
 
-    step = tf.function(model.train_step)
+    step = tf.function(model.train_step, jit_compile=config.jit)
     rng = np.random.default_rng(0)
     batches = [tf.constant((rng.uniform(size=(args.batch_size, data.spec.num_pixels))
                             < data.train[i * args.batch_size:(i + 1) * args.batch_size].mean()).astype("float32"))
