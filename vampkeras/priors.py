@@ -46,8 +46,8 @@ def gaussian_mixture_log_prob(z, mixture_logits, means, log_vars):
     log-densities is built from two matrix products instead of a (N, K, M) broadcast:
         Σ_m (z_m − μ_km)² / σ²_km = (z²) · (1/σ²_k) − 2 z · (μ_k/σ²_k) + Σ_m μ²_km/σ²_km,
     which keeps the memory at O(N·K) and runs at matmul speed. The three terms are large and nearly cancel
-    for sharp components (σ² down to e⁻⁶), so the table is computed in float64 (M is small: it costs
-    little) and only the result is cast back.
+    for sharp components (σ² down to e⁻⁶), so the two products are computed in float64 (M is small: it
+    costs little); the (N, K) log-densities are cast back before the log-sum-exp over K.
     """
     dtype = z.dtype
     batch_shape = tf.shape(z)[:-1]
@@ -62,10 +62,11 @@ def gaussian_mixture_log_prob(z, mixture_logits, means, log_vars):
         + tf.reduce_sum(tf.square(means) * precision, axis=-1)
     )
     normaliser = tf.reduce_sum(log_vars, axis=-1) + tf.cast(latent_dim, tf.float64) * LOG_2PI   # (K,)
-    component_log_probs = -0.5 * (tf.maximum(quadratic, 0.0) + normaliser)       # (N, K)
-    log_weights = tf.nn.log_softmax(tf.cast(mixture_logits, tf.float64))          # (K,)
+    # the cancellation is over; the exponentials and the sum over K run in the input's precision
+    component_log_probs = tf.cast(-0.5 * (tf.maximum(quadratic, 0.0) + normaliser), dtype)     # (N, K)
+    log_weights = tf.nn.log_softmax(tf.cast(mixture_logits, dtype))               # (K,)
     log_prob = tf.reduce_logsumexp(component_log_probs + log_weights, axis=-1)
-    return tf.reshape(tf.cast(log_prob, dtype), batch_shape)
+    return tf.reshape(log_prob, batch_shape)
 
 
 class Prior(keras.layers.Layer):
