@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
-import sys
-import time
 
 import click
 from click.core import ParameterSource
@@ -16,39 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from vampkeras import __version__  # noqa: E402  (light: does not import TensorFlow)
 from vampkeras.config import MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS  # noqa: E402
-
-EXIT_USER_ERROR = 2
-
-
-def user_errors(command):
-    """Turn a VampkerasError into one message on stderr and exit status 2 (no traceback)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from vampkeras.errors import VampkerasError
-        try:
-            return command(*args, **kwargs)
-        except VampkerasError as error:
-            click.echo(f"Error: {error}", err=True)
-            sys.exit(EXIT_USER_ERROR)
-
-    return wrapper
-
-
-class Progress:
-    """`examples done/total, elapsed, time left` on one stderr line."""
-
-    def __init__(self, label: str, quiet: bool):
-        self.label, self.quiet, self.started = label, quiet, time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / done * (total - done) if done else float("nan")
-        click.echo(f"\r{self.label}: {done}/{total} examples, {elapsed:.0f} s elapsed, ~{left:.0f} s left ",
-                   err=True, nl=done >= total)
-
+from vampkeras_cli.common import Progress, user_errors  # noqa: E402
+from vampkeras_cli.inspect import report, sample, score  # noqa: E402
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vampkeras")
@@ -129,9 +95,12 @@ def train(ctx, overwrite, resume, quiet, **options):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset folder.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the results to this JSON file.")
+@click.option("--figures", "figures_dir", type=click.Path(file_okay=False), default=None,
+              help="Write the log-likelihood histogram and active-units figure here [default for a run "
+                   "folder: RUN/figures, where evaluation.json is saved too].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_dir, json_path, quiet):
+def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_dir, json_path, figures_dir, quiet):
     """Test log-likelihood (importance sampling, paper §5.2), ELBO and active units of a run folder or
     SavedModel PATH."""
     from vampkeras.checkpoints import atomic_write_text
@@ -139,7 +108,7 @@ def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_d
 
     summary, _ = run_evaluation(path, dataset=dataset, split=split, num_samples=num_samples,
                                 batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,
-                                progress=Progress("evaluating", quiet))
+                                progress=Progress("evaluating", quiet), figures_dir=figures_dir)
     text = json.dumps(summary, indent=2)
     click.echo(text)
     if json_path:
@@ -164,6 +133,10 @@ def datasets(data_dir):
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
 
+
+main.add_command(sample)
+main.add_command(score)
+main.add_command(report)
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ SavedModel (its signatures alone; vampkeras' own code is not needed). Both go th
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -135,12 +136,17 @@ def score(scorer: Scorer, images: np.ndarray, num_samples: int, batch_size: int 
 
 def evaluate(path, dataset: str | None = None, split: str = "test", num_samples: int = 5000,
              batch_size: int = 100, max_examples: int | None = None, data_dir=None,
-             progress: Callable[[int, int], None] | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+             progress: Callable[[int, int], None] | None = None,
+             figures_dir=None) -> tuple[dict, dict[str, np.ndarray]]:
     """Score a run folder or SavedModel on a dataset split.
 
     Returns the summary ``{"dataset", "split", "num_examples", "num_samples", "log_likelihood", "elbo",
     "reconstruction", "kl", "active_units", "seconds"}`` (means over examples, in nats; active units per
     latent layer, ``{"z1": n[, "z2": n]}``) and the per-example arrays.
+
+    The histogram of per-example log-likelihoods (paper Figure 7) and the active-units figure are written
+    to ``figures_dir``; for a run folder (default ``<run>/figures``) the summary is also saved as
+    ``<run>/evaluation.json``.
     """
     from vampkeras.data import load_dataset
 
@@ -160,4 +166,24 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
                                 if key.startswith("latent_means/")},
                "seconds": time.perf_counter() - started}
     logger.info("evaluated %s on %s/%s: %s", path, name, split, summary)
+    _record(Path(path), summary, values, figures_dir)
     return summary, values
+
+
+def _record(path: Path, summary: dict, values: dict, figures_dir) -> None:
+    from vampkeras import figures
+    from vampkeras.checkpoints import atomic_write_text
+
+    is_run = not export.is_saved_model(path)
+    if figures_dir is None and is_run:
+        figures_dir = path / "figures"
+    try:
+        if figures_dir is not None and len(values["log_likelihood"]):
+            figures.save_png(Path(figures_dir) / "log_likelihood_histogram.png",
+                             figures.log_likelihood_histogram(values["log_likelihood"]))
+            figures.save_png(Path(figures_dir) / "active_units.png", figures.active_units_figure(
+                {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("latent_means/")}))
+        if is_run:
+            atomic_write_text(path / "evaluation.json", json.dumps(summary, indent=2) + "\n")
+    except OSError as error:
+        raise VampkerasError(f"cannot write the evaluation's figures or summary: {error.strerror or error}") from None

@@ -72,8 +72,10 @@ class RunKeeper(keras.callbacks.Callback):
     """Sets β each epoch, stops on NaN/Inf, and after each epoch records history, TensorBoard scalars,
     the best weights and a checkpoint, and applies early stopping (patience counted after warm-up)."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, state: dict, steps_per_epoch: int, num_examples: int):
+    def __init__(self, config: RunConfig, run_dir: Path, state: dict, steps_per_epoch: int, num_examples: int,
+                 test_images=None):
         super().__init__()
+        self.test_images = test_images          # (n, H, W) for the image summaries, or None
         self.config = config
         self.run_dir = run_dir
         self.state = state
@@ -130,7 +132,24 @@ class RunKeeper(keras.callbacks.Callback):
             for name, value in row.items():
                 if name != "epoch":
                     tf.summary.scalar(name, value)
+            every = self.config.image_every
+            if self.test_images is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == 1):
+                for name, grid in model_figures(self.model, self.config, self.test_images).items():
+                    tf.summary.image(name, grid[None, :, :, None], max_outputs=1)
         self.writer.flush()
+
+
+def model_figures(model, config: RunConfig, test_images) -> dict:
+    """uint8 image grids (generations, reconstructions, pseudo-inputs, one component's generations) of a
+    model in memory; autoregressive models draw fewer images (one network pass per pixel)."""
+    from vampkeras import figures
+
+    module = getattr(model, "_figure_module", None)
+    if module is None:
+        module = model._figure_module = export.ExportModule(model, config.to_json())
+    few = getattr(model, "autoregressive", False)
+    return figures.model_images(module, test_images[:8 if few else 16], num_samples=16 if few else 64,
+                                component_samples=5 if few else 11)
 
 
 def prepare_config(config: RunConfig, resume: bool, given: dict | None = None) -> RunConfig:
@@ -195,6 +214,20 @@ def _export_best(model, config: RunConfig, run_dir: Path, require_best: bool = F
     return True
 
 
+def _write_final_figures(model, config: RunConfig, run_dir: Path, test_images, history: list[dict]) -> None:
+    """PNG figures of the exported (best) model and the training curves into ``<run>/figures``."""
+    from vampkeras import figures
+
+    folder = run_dir / "figures"
+    try:
+        for name, grid in model_figures(model, config, test_images).items():
+            figures.save_png(folder / f"{name}.png", grid)
+        if history:
+            figures.save_png(folder / "training_curves.png", figures.training_curves(history))
+    except OSError as error:
+        raise VampkerasError(f"cannot write the figures in {folder}: {error.strerror or error}") from None
+
+
 def train(config: RunConfig, resume: bool = False, given: dict | None = None, overwrite: bool = False,
           verbose: int | str = "auto") -> TrainResult:
     """Train (or resume) a run end to end and export its best weights as a SavedModel."""
@@ -223,7 +256,8 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     if state["epoch"] < config.epochs and not state["stopped_early"]:
         train_data, _ = training_batches(dataset.train, config.batch_size, config.seed, state["epoch"],
                                              binarize=dataset.spec.binarization == "dynamic")
-        keeper = RunKeeper(config, run_dir, state, steps, len(dataset.train))
+        test_images = dataset.test[:16].reshape(-1, *dataset.spec.image_shape)
+        keeper = RunKeeper(config, run_dir, state, steps, len(dataset.train), test_images)
         model.fit(train_data, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"],
                   validation_data=evaluation_batches(dataset.validation, config.batch_size),
                   callbacks=[keeper], verbose=verbose, shuffle=False)
@@ -237,6 +271,9 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
                 + ". Try a lower --lr.")
 
     _export_best(model, config, run_dir)
+    if config.image_every:
+        _write_final_figures(model, config, run_dir, dataset.test[:16].reshape(-1, *dataset.spec.image_shape),
+                             state["history"])
     return TrainResult(run_dir=run_dir, export_dir=Path(config.export_dir), epochs_trained=state["epoch"],
                        best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
                        stopped_early=state["stopped_early"])

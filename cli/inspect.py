@@ -1,0 +1,63 @@
+"""`vampkeras sample`, `score` and `report`: look at and use a trained model. Parsing only."""
+
+from __future__ import annotations
+
+import click
+
+from vampkeras_cli.common import Progress, user_errors
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("-n", "--num-samples", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Number of images to draw.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--pseudo-input", "component", type=int, default=None,
+              help="Draw from this one prior component (a VampPrior's pseudo-input k, 0-based) only.")
+@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
+              help="PNG grid of the samples.")
+@click.option("--npy", type=click.Path(dir_okay=False), default=None, help="Also save the images (n, H, W) here.")
+@user_errors
+def sample(path, num_samples, seed, component, out, npy):
+    """Draw images from a run folder or SavedModel PATH (works from the SavedModel alone)."""
+    from vampkeras.inspection import sample_images
+
+    paths = sample_images(path, num_samples, seed, component, out, npy)
+    click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.option("--samples", "num_samples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Importance samples per image.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Images scored per call.")
+@click.option("--out", type=click.Path(dir_okay=False), default="scores.csv", show_default=True,
+              help="CSV with index, name, log_likelihood, elbo per image.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def score(path, input_path, num_samples, batch_size, out, quiet):
+    """Per-image importance-sampled log-likelihood of INPUT (a .npy of (N, H, W) or (N, H·W) images in
+    [0, 1], or a folder of PNGs) under the model at PATH: for anomaly and novelty scoring."""
+    from vampkeras.inspection import score_file
+
+    summary = score_file(path, input_path, num_samples, batch_size, out, progress=Progress("scoring", quiet))
+    click.echo(f"scored {summary['count']} images: mean log-likelihood {summary['mean_log_likelihood']:.3f} "
+               f"nats; wrote {summary['out']}")
+
+
+@click.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="[default: RUN/report.html]")
+@click.option("--samples", "num_samples", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Importance samples per test image, if the run has no evaluation with at least as many.")
+@click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Score at most N test images.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset folder.")
+@user_errors
+def report(run, out, num_samples, max_examples, data_dir):
+    """One self-contained HTML page about a run: config, metrics, curves, samples, reconstructions,
+    pseudo-inputs and the log-likelihood histogram."""
+    from vampkeras.report import write_report
+
+    click.echo(f"wrote {write_report(run, out, num_samples, max_examples, data_dir)}")

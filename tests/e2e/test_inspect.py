@@ -1,0 +1,161 @@
+"""`sample`, `score`, `report`, evaluation figures and TensorBoard images on a real 1-epoch run."""
+
+import base64
+import csv
+import html.parser
+import io
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from vampkeras.config import RunConfig
+from vampkeras.data import load_dataset
+from vampkeras.training import train
+from vampkeras_cli.main import main
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inspect")
+    return train(RunConfig(epochs=1, warmup=1, max_examples=300, num_components=20, image_every=1,
+                           run_dir=str(root / "run"), export_dir=str(root / "model")), verbose=0)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def png_array(path_or_bytes):
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else open(path_or_bytes, "rb").read()
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_training_writes_figures_and_tensorboard_images(run):
+    folder = run.run_dir / "figures"
+    for name in ("generations", "reconstructions", "pseudo_inputs", "component_generations", "training_curves"):
+        image = png_array(folder / f"{name}.png")
+        assert image.std() > 1.0, name
+    assert png_array(folder / "generations.png").shape == (8 * 29 + 1, 8 * 29 + 1)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    accumulator = EventAccumulator(str(run.run_dir / "logs"), size_guidance={"tensors": 0, "images": 0})
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["images"])
+    assert {"generations", "reconstructions", "pseudo_inputs", "loss", "val_loss", "beta", "learning_rate",
+            "seconds", "examples_per_second"} <= tags
+
+
+@pytest.mark.parametrize("source", ["run", "model"])
+def test_sample_from_run_folder_and_savedmodel(run, tmp_path, source):
+    path = run.run_dir if source == "run" else run.export_dir
+    result = invoke("sample", path, "-n", 64, "--seed", 3, "--out", tmp_path / "grid.png", "--npy", tmp_path / "s.npy")
+    assert result.exit_code == 0, result.output
+    grid = png_array(tmp_path / "grid.png")
+    assert grid.shape == (8 * 29 + 1, 8 * 29 + 1) and grid.std() > 1.0
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (64, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+    result = invoke("sample", path, "-n", 4, "--pseudo-input", 3, "--out", tmp_path / "k.png")
+    assert result.exit_code == 0 and png_array(tmp_path / "k.png").shape == (2 * 29 + 1, 2 * 29 + 1)
+    result = invoke("sample", path, "--pseudo-input", 999, "--out", tmp_path / "bad.png")
+    assert result.exit_code == 2 and "--pseudo-input must lie in 0..19" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "bad.png").exists()
+
+
+def test_score_npy_and_png_folder(run, tmp_path):
+    images = load_dataset("mnist5k", max_examples=12).test.reshape(-1, 28, 28)
+    np.save(tmp_path / "x.npy", images)
+    result = invoke("score", run.export_dir, tmp_path / "x.npy", "--samples", 50, "--out", tmp_path / "a.csv",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "a.csv")))
+    assert len(rows) == 12 and [r["index"] for r in rows] == [str(i) for i in range(12)]
+    ll = np.array([float(r["log_likelihood"]) for r in rows])
+    elbo = np.array([float(r["elbo"]) for r in rows])
+    assert np.all(np.isfinite(ll)) and ll.mean() > elbo.mean()
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for index, image in enumerate(images[:5]):
+        Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"img{index:02d}.png")
+    result = invoke("score", run.run_dir, folder, "--samples", 50, "--out", tmp_path / "b.csv", "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "b.csv")))
+    assert [r["name"] for r in rows] == [f"img{i:02d}.png" for i in range(5)]
+    # the same five images as a .npy, scored through the SavedModel: the same numbers (same batch, same seed)
+    np.save(tmp_path / "five.npy", images[:5])
+    invoke("score", run.export_dir, tmp_path / "five.npy", "--samples", 50, "--out", tmp_path / "c.csv", "--quiet")
+    np.testing.assert_allclose([float(r["log_likelihood"]) for r in rows],
+                               [float(r["log_likelihood"]) for r in csv.DictReader(open(tmp_path / "c.csv"))],
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: np.zeros((3, 28, 27)), "shape (N, 28, 28) or (N, 784)"),
+    (lambda: np.full((3, 28, 28), 2.0), "must lie in [0, 1]"),
+    (lambda: np.full((3, 28, 28), 0.5), "binary images only"),
+    (lambda: np.full((3, 784), np.nan), "NaN"),
+])
+def test_score_refuses_bad_input(run, tmp_path, make, message):
+    np.save(tmp_path / "bad.npy", make())
+    result = invoke("score", run.export_dir, tmp_path / "bad.npy", "--out", tmp_path / "s.csv")
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+class ImageCollector(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def test_evaluate_figures_and_report(run, tmp_path):
+    result = invoke("evaluate", run.run_dir, "--samples", 30, "--max-examples", 60, "--quiet")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run.run_dir / "evaluation.json").read_text())
+    assert summary["num_samples"] == 30
+    for name in ("log_likelihood_histogram", "active_units"):
+        assert png_array(run.run_dir / "figures" / f"{name}.png").std() > 1.0
+    out = tmp_path / "report.html"
+    result = invoke("report", run.run_dir, "--out", out, "--samples", 30, "--max-examples", 60)
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    collector = ImageCollector()
+    collector.feed(page)
+    assert len(collector.sources) >= 6
+    for source in collector.sources:
+        assert source.startswith("data:image/png;base64,")
+        assert png_array(base64.b64decode(source.split(",", 1)[1])).size > 0
+    assert f"{summary['log_likelihood']}" in page and "active units z1" in page
+    assert "http://" not in page and "https://" not in page           # self-contained
+
+
+def test_report_renders_every_image_in_headless_chromium(run, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (CI installs Debian's chromium)")
+    invoke("report", run.run_dir, "--out", tmp_path / "report.html", "--samples", 30, "--max-examples", 60)
+    checker = tmp_path / "check.html"
+    checker.write_text(
+        "<html><body><iframe id='f' src='report.html' width='1200' height='800'></iframe><div id='result'>"
+        "pending</div><script>document.getElementById('f').onload = function () {"
+        "  const images = Array.from(this.contentDocument.images);"
+        "  const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).length;"
+        "  document.getElementById('result').textContent = 'images=' + images.length + ' broken=' + broken;"
+        "};</script></body></html>")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--allow-file-access-from-files", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=10000", "--dump-dom", checker.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "broken=0" in dom and "images=0" not in dom, dom[-500:]
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, "--window-size=1200,1600", f"--screenshot={shot}", (tmp_path / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
+    assert png_array(shot)[..., :3].std() > 5.0
