@@ -13,13 +13,15 @@ from vampkeras_cli.common import Progress, user_errors
               help="Number of images to draw.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--pseudo-input", "component", type=int, default=None,
-              help="Draw from this one prior component (a VampPrior's pseudo-input k, 0-based) only.")
+              help="Draw from prior component K only (a VampPrior's pseudo-input K, 0-based; mixture priors "
+                   "only, paper Figure 4).")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
               help="PNG grid of the samples.")
-@click.option("--npy", type=click.Path(dir_okay=False), default=None, help="Also save the images (n, H, W) here.")
+@click.option("--npy", type=click.Path(dir_okay=False), default=None, help="Also save the images as an (n, H, W) float32 .npy file.")
 @user_errors
 def sample(path, num_samples, seed, component, out, npy):
-    """Draw images from a run folder or SavedModel PATH (works from the SavedModel alone)."""
+    """Draw images from a run folder or SavedModel PATH (works from the SavedModel alone) and write them as
+    a PNG grid. Binary models give Bernoulli means, grey models grey values."""
     from vampkeras.inspection import sample_images
 
     paths = sample_images(path, num_samples, seed, component, out, npy)
@@ -38,8 +40,12 @@ def sample(path, num_samples, seed, component, out, npy):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def score(path, input_path, num_samples, batch_size, out, quiet):
-    """Per-image importance-sampled log-likelihood of INPUT (a .npy of (N, H, W) or (N, H·W) images in
-    [0, 1], or a folder of PNGs) under the model at PATH: for anomaly and novelty scoring."""
+    """Per-image importance-sampled log-likelihood (and ELBO) of INPUT under the model at PATH (a run
+    folder or SavedModel), for anomaly and novelty scoring.
+
+    INPUT is a .npy of (N, H, W) or (N, H·W) values in [0, 1], or a folder of 8-bit grey PNGs of the model's
+    H×W (read in file-name order, divided by 255). Images of the wrong shape, with NaN/Inf, outside [0, 1],
+    or not binary for a Bernoulli model are refused."""
     from vampkeras.inspection import score_file
 
     summary = score_file(path, input_path, num_samples, batch_size, out, progress=Progress("scoring", quiet))
@@ -49,15 +55,18 @@ def score(path, input_path, num_samples, batch_size, out, quiet):
 
 @click.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="[default: RUN/report.html]")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="HTML file to write.  [default: RUN/report.html]")
 @click.option("--samples", "num_samples", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Importance samples per test image, if the run has no evaluation with at least as many.")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Score at most N test images.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset folder.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder [default: the run's, else $VAMPKERAS_DATA or ~/.vampkeras/data].")
 @user_errors
 def report(run, out, num_samples, max_examples, data_dir):
-    """One self-contained HTML page about a run: config, metrics, curves, samples, reconstructions,
-    pseudo-inputs and the log-likelihood histogram."""
+    """One self-contained HTML page about the run folder RUN: config, metrics (IS log-likelihood, ELBO,
+    active units), training curves, samples, reconstructions, pseudo-inputs and the log-likelihood
+    histogram. Reuses RUN/evaluation.json when it scored the same test images with at least --samples."""
     from vampkeras.report import write_report
 
     click.echo(f"wrote {write_report(run, out, num_samples, max_examples, data_dir)}")

@@ -1,8 +1,10 @@
 """Figures of what a model learned (the paper's Figures 4–7): image grids, histograms, curves.
 
-Image figures are uint8 arrays (rows, columns) ready for PNG or TensorBoard; plots are PNG bytes
-(matplotlib, Agg backend). Images come in as (N, H, W) floats in [0, 1]: Bernoulli means for binary
-data, grey values for grey data; non-square images keep their shape.
+Conventions: image figures (grids of model images) are uint8 arrays (H_grid, W_grid), ready for
+:func:`png_bytes` or, as (1, H_grid, W_grid, 1), for ``tf.summary.image``; plots (histogram, curves,
+active units) are PNG bytes (matplotlib, Agg backend). :func:`save_png` writes either. Images come in as
+(N, H, W) floats in [0, 1]: Bernoulli means for binary data, grey values for grey data; non-square images
+(Frey Faces, 28x20) keep their shape. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -19,15 +21,24 @@ logger = logging.getLogger(__name__)
 PADDING_VALUE = 0.5
 
 
-def image_grid(images, columns: int | None = None, padding: int = 1) -> np.ndarray:
-    """(N, H, W) in [0, 1] → one uint8 grid image with ``columns`` cells per row (default ⌈√N⌉),
-    cells separated by ``padding`` grey pixels; missing cells of the last row are left grey."""
+def image_grid(images, rows: int | None = None, columns: int | None = None, padding: int = 1) -> np.ndarray:
+    """(N, H, W) in [0, 1] → one uint8 (rows·(H+p)+p, columns·(W+p)+p) grid, p = ``padding``.
+
+    Cells are filled row by row and separated by ``padding`` pixels of :data:`PADDING_VALUE` grey; cells
+    beyond N are left that grey too. ``columns`` defaults to ⌈N / rows⌉ when ``rows`` is given, else ⌈√N⌉;
+    ``rows`` defaults to ⌈N / columns⌉. Values outside [0, 1] are clipped."""
     images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
     if images.ndim != 3 or len(images) == 0:
         raise ValueError(f"image_grid needs a non-empty (N, H, W) array, got shape {images.shape}")
+    if padding < 0 or (rows is not None and rows < 1) or (columns is not None and columns < 1):
+        raise ValueError(f"image_grid needs rows, columns >= 1 and padding >= 0; got {rows}, {columns}, {padding}")
     count, height, width = images.shape
-    columns = columns or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / columns)
+    if columns is None:
+        columns = math.ceil(count / rows) if rows is not None else math.ceil(math.sqrt(count))
+    if rows is None:
+        rows = math.ceil(count / columns)
+    if rows * columns < count:
+        raise ValueError(f"a grid of {rows}x{columns} cells cannot hold {count} images")
     grid = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding), PADDING_VALUE,
                    dtype=np.float32)
     for index, image in enumerate(images):
@@ -53,8 +64,23 @@ def save_png(path, grid_or_png) -> Path:
     return Path(path)
 
 
+def generations_figure(images, columns: int | None = None) -> np.ndarray:
+    """Samples from the prior, (N, H, W) in [0, 1], as a uint8 grid of ``columns`` cells per row (default
+    ⌈√N⌉: 64 samples give the usual 8x8 grid)."""
+    return image_grid(images, columns=columns)
+
+
+def pseudo_inputs_figure(pseudo_inputs, max_images: int = 100, columns: int = 10) -> np.ndarray:
+    """The first ``max_images`` VampPrior pseudo-inputs u_k = clip(W_k, 0, 1), (K, H, W), as a uint8 grid of
+    ``columns`` cells per row (paper Figure 4, bottom)."""
+    pseudo_inputs = np.asarray(pseudo_inputs)[:max_images]
+    return image_grid(pseudo_inputs, columns=min(columns, len(pseudo_inputs)))
+
+
 def reconstructions_figure(originals, reconstructions, columns: int = 8) -> np.ndarray:
-    """Rows of ``columns`` originals, each followed by a row of their reconstructions: uint8 grid."""
+    """Test images and their reconstructions, both (N, H, W) in [0, 1], as a uint8 grid: a row of
+    ``columns`` originals, below it the row of their reconstructions, and so on (originals on odd rows,
+    1-based). An incomplete last group of originals is left out when N > ``columns``."""
     originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
     count = len(originals) - len(originals) % columns or len(originals)
     pairs = []
@@ -65,7 +91,8 @@ def reconstructions_figure(originals, reconstructions, columns: int = 8) -> np.n
 
 
 def component_generations_figure(pseudo_input, samples) -> np.ndarray:
-    """Paper Figure 4, top row: the pseudo-input (H, W) first, then samples (n, H, W) from its component."""
+    """Paper Figure 4, top row: the pseudo-input (H, W) first, then samples (n, H, W) from its component
+    q(z|u_k), all in one row: a uint8 (H+2p, (n+1)·(W+p)+p) grid."""
     images = np.concatenate([np.asarray(pseudo_input)[None], np.asarray(samples)])
     return image_grid(images, columns=len(images))
 
@@ -85,10 +112,13 @@ def _pyplot():
     return plt
 
 
-def log_likelihood_histogram(values, title: str = "test log-likelihood per example") -> bytes:
-    """Paper Figure 7: histogram of per-example log-likelihoods (nats), PNG bytes."""
+def log_likelihood_histogram(values, path=None, title: str = "test log-likelihood per example") -> bytes:
+    """Paper Figure 7: histogram of per-example test log-likelihoods ``values`` (N,) in nats, with their mean
+    marked. Returns PNG bytes and, if ``path`` is given, also writes them there (atomically)."""
     plt = _pyplot()
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(values) == 0 or not np.all(np.isfinite(values)):
+        raise ValueError("log_likelihood_histogram needs a non-empty array of finite values")
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.hist(values, bins=min(50, max(5, len(values) // 10)), color="#4477aa")
     axes.axvline(values.mean(), color="#cc3311", label=f"mean {values.mean():.2f}")
@@ -96,11 +126,26 @@ def log_likelihood_histogram(values, title: str = "test log-likelihood per examp
     axes.set_ylabel("examples")
     axes.set_title(title)
     axes.legend()
-    return _figure_png(figure)
+    png = _figure_png(figure)
+    if path is not None:
+        save_png(path, png)
+    return png
+
+
+def read_history(run_dir) -> list[dict]:
+    """The rows of ``<run_dir>/history.csv`` (one per epoch) as dicts of floats; [] if there is none."""
+    import csv
+    path = Path(run_dir) / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as stream:
+        return [{key: float(value) for key, value in row.items() if value not in ("", None)}
+                for row in csv.DictReader(stream)]
 
 
 def training_curves(history: list[dict]) -> bytes:
-    """Loss, reconstruction, KL, validation loss and β per epoch (from history.csv rows), PNG bytes."""
+    """Loss, reconstruction, KL, validation loss and β per epoch (from history.csv rows, see
+    :func:`read_history`), PNG bytes: losses in nats on the left, KL and β (dashed, right axis) on the right."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -142,19 +187,21 @@ def active_units_figure(latent_means: dict[str, np.ndarray], threshold: float = 
 
 def model_images(module, test_images, num_samples: int = 64, seed: int = 0, component: int = 0,
                  component_samples: int = 11) -> dict[str, np.ndarray]:
-    """uint8 grids of what a model draws, from its exported functions (an ExportModule or a loaded
-    SavedModel): "generations", "reconstructions" and, where the prior has them, "pseudo_inputs" and
-    "component_generations". ``test_images`` (n, H, W) in [0, 1]."""
+    """uint8 grids (H_grid, W_grid) of what a model draws, from its exported functions (an ExportModule or
+    a loaded SavedModel, called the same way): "generations" (``num_samples`` prior samples),
+    "reconstructions" (``test_images`` (n, H, W) in [0, 1] above their reconstructions) and, where the prior
+    has them, "pseudo_inputs" (VampPriors) and "component_generations" (mixture priors: ``component``'s
+    pseudo-input, if any, then ``component_samples`` draws from that component)."""
     import tensorflow as tf
     images = {}
     samples = module.sample(tf.constant(num_samples), tf.constant(seed))["images"].numpy()
-    images["generations"] = image_grid(samples, columns=int(math.ceil(math.sqrt(num_samples))))
+    images["generations"] = generations_figure(samples)                        # 64 samples → 8x8
     test_images = np.asarray(test_images, dtype=np.float32)
     reconstructed = module.reconstruct(tf.constant(test_images))["images"].numpy()
     images["reconstructions"] = reconstructions_figure(test_images, reconstructed)
     if hasattr(module, "pseudo_inputs"):
         pseudo = module.pseudo_inputs()["images"].numpy()
-        images["pseudo_inputs"] = image_grid(pseudo[:100], columns=10)
+        images["pseudo_inputs"] = pseudo_inputs_figure(pseudo)
         component_draws = module.sample_component(tf.constant(component), tf.constant(component_samples),
                                                   tf.constant(seed))["images"].numpy()
         images["component_generations"] = component_generations_figure(pseudo[component], component_draws)
@@ -170,3 +217,56 @@ def write_model_figures(folder, module, test_images, **kwargs) -> dict[str, Path
     folder = Path(folder)
     return {name: save_png(folder / f"{name}.png", grid)
             for name, grid in model_images(module, test_images, **kwargs).items()}
+
+
+def figure_sizes(config) -> dict:
+    """How many images the model figures draw for a run's ``config``: fewer for the autoregressive
+    PixelHVAE, whose sampling and reconstruction take one network pass per pixel. Keys: ``num_samples``,
+    ``component_samples`` (for :func:`model_images`) and ``num_test_images``."""
+    few = getattr(config, "model", None) == "pixelhvae"
+    return {"num_samples": 16 if few else 64, "component_samples": 5 if few else 11,
+            "num_test_images": 8 if few else 16}
+
+
+def _module_of(scorer_or_module):
+    return getattr(scorer_or_module, "module", scorer_or_module)
+
+
+def tensorboard_images(module, test_images, num: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+    """:func:`model_images` of ``module`` (an ExportModule, a loaded SavedModel or a
+    :class:`~vampkeras.evaluation.Scorer`) as uint8 (1, H_grid, W_grid, 1) arrays for ``tf.summary.image``,
+    by tag: "generations" (``num`` samples), "reconstructions" and, where present, "pseudo_inputs" and
+    "component_generations". ``test_images`` (n, H, W) in [0, 1]."""
+    grids = model_images(_module_of(module), test_images, num_samples=num, seed=seed)
+    return {name: grid[None, :, :, None] for name, grid in grids.items()}
+
+
+def write_run_figures(run_dir, scorer_or_module, config=None, test_images=None, seed: int = 0,
+                      data_dir=None) -> dict[str, Path]:
+    """Write the figures of a trained model into ``<run_dir>/figures/`` and return name → path:
+    generations.png, reconstructions.png, pseudo_inputs.png (VampPriors), component_generations.png
+    (mixture priors) and training_curves.png (if ``<run_dir>/history.csv`` has rows).
+
+    ``scorer_or_module``: a :class:`~vampkeras.evaluation.Scorer` (``load_scorer(run_dir)``), an
+    ExportModule or a loaded SavedModel. ``config`` (a RunConfig; default the scorer's) sets how many
+    images are drawn (:func:`figure_sizes`). ``test_images`` (n, H, W) in [0, 1] to reconstruct; default
+    the first test images of the config's dataset (read from ``data_dir``, default the config's)."""
+    run_dir = Path(run_dir)
+    module = _module_of(scorer_or_module)
+    config = config if config is not None else getattr(scorer_or_module, "config", None)
+    sizes = figure_sizes(config)
+    if test_images is None:
+        if config is None:
+            raise ValueError("write_run_figures needs test_images or a config naming the dataset")
+        from vampkeras.data import load_dataset
+        data = load_dataset(config.dataset, data_dir or config.data_dir, max_examples=sizes["num_test_images"])
+        test_images = data.test.reshape(-1, *data.spec.image_shape)
+    test_images = np.asarray(test_images, dtype=np.float32)[:sizes["num_test_images"]]
+    folder = run_dir / "figures"
+    paths = write_model_figures(folder, module, test_images, num_samples=sizes["num_samples"], seed=seed,
+                                component_samples=sizes["component_samples"])
+    history = read_history(run_dir)
+    if history:
+        paths["training_curves"] = save_png(folder / "training_curves.png", training_curves(history))
+    logger.info("wrote figures %s to %s", sorted(paths), folder)
+    return paths

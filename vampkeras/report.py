@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
 import logging
 from pathlib import Path
-
-import numpy as np
 
 from vampkeras import figures
 from vampkeras.checkpoints import atomic_write_text
@@ -22,11 +19,8 @@ EVALUATION_FILE = "evaluation.json"
 
 
 def read_history(run_dir) -> list[dict]:
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as stream:
-        return [{key: float(value) for key, value in row.items() if value != ""} for row in csv.DictReader(stream)]
+    """The rows of ``<run_dir>/history.csv`` as dicts of floats (see :func:`vampkeras.figures.read_history`)."""
+    return figures.read_history(run_dir)
 
 
 def _img(png: bytes, caption: str, scale: int = 1) -> str:
@@ -38,55 +32,90 @@ def _img(png: bytes, caption: str, scale: int = 1) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def _number(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else html.escape(str(value))
+
+
+def _matching_evaluation(path: Path, dataset: str, num_samples: int, num_examples: int) -> dict | None:
+    """The summary saved in ``evaluation.json`` if it scored the whole requested test set (the same dataset
+    and number of examples) with at least ``num_samples`` importance samples; else None."""
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        logger.warning("ignoring the unreadable %s", path)
+        return None
+    if not isinstance(stored, dict):
+        return None
+    matches = (stored.get("dataset") == dataset and stored.get("split") == "test"
+               and stored.get("num_examples") == num_examples and stored.get("num_samples", 0) >= num_samples
+               and isinstance(stored.get("log_likelihood"), (int, float)))
+    return stored if matches else None
+
+
 def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: int | None = None,
                  data_dir=None) -> Path:
-    """Evaluate the run (or reuse its ``evaluation.json`` when it used at least ``num_samples``) and write
-    ``report.html`` (default: inside the run folder). Returns the report's path."""
+    """Write one self-contained HTML page about the run in ``run_dir`` and return its path (default
+    ``<run_dir>/report.html``, written atomically): config, final metrics (IS log-likelihood, ELBO,
+    reconstruction, KL, active units per layer), training curves, generations, reconstructions,
+    pseudo-inputs and one component's generations (if the prior has them) and the histogram of per-example
+    test log-likelihoods (paper Figure 7). All images are embedded as ``data:image/png;base64`` URIs.
+
+    The metrics come from ``<run_dir>/evaluation.json`` when it scored the same test set (the first
+    ``max_examples`` test images, default all) with at least ``num_samples`` importance samples and the
+    histogram figure is there; otherwise the run is evaluated with :func:`vampkeras.evaluation.evaluate`
+    (which refreshes both)."""
     from vampkeras.data import load_dataset
     from vampkeras.evaluation import evaluate, load_scorer
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise VampkerasError(f"{run_dir} is not a run folder (no config.json)")
+    if num_samples < 1:
+        raise VampkerasError("--samples must be at least 1")
     scorer = load_scorer(run_dir)
     config = scorer.config
-    saved = run_dir / EVALUATION_FILE
-    summary, per_example = None, None
-    if saved.is_file():
-        stored = json.loads(saved.read_text())
-        if stored.get("num_samples", 0) >= num_samples and (max_examples is None
-                                                            or stored.get("num_examples", 0) <= max_examples):
-            summary = stored
-    if summary is None:
-        summary, per_example = evaluate(run_dir, num_samples=num_samples, max_examples=max_examples,
-                                        data_dir=data_dir or config.data_dir)
+    data_dir = data_dir or config.data_dir
+    data = load_dataset(config.dataset, data_dir, max_examples=max_examples)
     histogram_path = run_dir / "figures" / "log_likelihood_histogram.png"
-    if per_example is not None:
+    summary = _matching_evaluation(run_dir / EVALUATION_FILE, config.dataset, num_samples, len(data.test))
+    per_example = None
+    if summary is None or not histogram_path.is_file():
+        summary, per_example = evaluate(run_dir, num_samples=num_samples, max_examples=max_examples,
+                                        data_dir=data_dir)
+    if per_example is not None and len(per_example["log_likelihood"]):
         histogram = figures.log_likelihood_histogram(per_example["log_likelihood"])
-        figures.save_png(histogram_path, histogram)
     elif histogram_path.is_file():
         histogram = histogram_path.read_bytes()
     else:
         histogram = None
 
-    data = load_dataset(config.dataset, data_dir or config.data_dir, max_examples=16)
-    test_images = data.test[:16].reshape(-1, *scorer.image_shape)
-    images = figures.model_images(scorer.module, test_images)
+    sizes = figures.figure_sizes(config)
+    test_images = data.test[:sizes["num_test_images"]].reshape(-1, *scorer.image_shape)
+    images = figures.model_images(scorer.module, test_images, num_samples=sizes["num_samples"],
+                                  component_samples=sizes["component_samples"])
     history = read_history(run_dir)
 
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                    for k, v in sorted(config.to_dict().items()))
     metric_names = ("log_likelihood", "elbo", "reconstruction", "kl", "num_examples", "num_samples", "split")
-    metrics = "".join(f"<tr><th>{name}</th><td>{html.escape(str(summary.get(name)))}</td></tr>"
+    metrics = "".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(str(summary.get(name)))}</td></tr>"
                       for name in metric_names)
-    metrics += "".join(f"<tr><th>active units {html.escape(layer)}</th><td>{count} / {config.latent_dim}</td></tr>"
-                       for layer, count in summary.get("active_units", {}).items())
-    sections = [f"<h2>Metrics ({html.escape(str(summary.get('dataset')))}, nats)</h2><table>{metrics}</table>"]
+    metrics += "".join(f"<tr><th>active units {html.escape(str(layer))}</th>"
+                       f"<td>{html.escape(str(count))} / {config.latent_dim}</td></tr>"
+                       for layer, count in dict(summary.get("active_units") or {}).items())
+    headline = (f"<p class='headline'>test log-likelihood {_number(summary.get('log_likelihood'))} nats "
+                f"(importance sampling, S = {html.escape(str(summary.get('num_samples')))}), "
+                f"ELBO {_number(summary.get('elbo'))} nats</p>")
+    sections = [f"<h2>Metrics ({html.escape(str(summary.get('dataset')))}, nats)</h2>{headline}"
+                f"<table>{metrics}</table>"]
     if history:
         sections.append("<h2>Training</h2>" + _img(figures.training_curves(history), "training curves"))
     captions = {"generations": "samples from the prior", "reconstructions": "test images (odd rows) and their "
                 "reconstructions (even rows)", "pseudo_inputs": "pseudo-inputs (first 100)",
-                "component_generations": "samples from one prior component (pseudo-input first)"}
+                "component_generations": ("pseudo-input 0, then samples from its component q(z|u_0)"
+                                          if "pseudo_inputs" in images else "samples from prior component 0")}
     sections.append("<h2>Images</h2>" + "".join(_img(figures.png_bytes(images[name]), caption, scale=2)
                                                 for name, caption in captions.items() if name in images))
     if histogram is not None:
@@ -95,11 +124,15 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>vampkeras run "
             f"{html.escape(run_dir.name)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
             "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-            "img{image-rendering:pixelated;max-width:100%}figure{display:inline-block;margin:8px}</style></head>"
+            "img{image-rendering:pixelated;max-width:100%}figure{display:inline-block;margin:8px;vertical-align:top}"
+            ".headline{font-size:120%}</style></head>"
             f"<body><h1>{html.escape(config.model)} + {html.escape(config.prior)} on "
             f"{html.escape(config.dataset)}</h1><p>run folder: {html.escape(str(run_dir))}</p>"
             + "".join(sections) + "</body></html>")
     out_path = Path(out_path) if out_path else run_dir / "report.html"
-    atomic_write_text(out_path, page)
+    try:
+        atomic_write_text(out_path, page)
+    except OSError as error:
+        raise VampkerasError(f"cannot write the report {out_path}: {error.strerror or error}") from None
     logger.info("wrote %s", out_path)
     return out_path

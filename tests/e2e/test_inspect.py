@@ -26,6 +26,13 @@ def run(tmp_path_factory):
                            run_dir=str(root / "run"), export_dir=str(root / "model")), verbose=0)
 
 
+@pytest.fixture(scope="module")
+def standard_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inspect-standard")
+    return train(RunConfig(prior="standard", epochs=1, warmup=1, max_examples=100, image_every=0,
+                           run_dir=str(root / "run"), export_dir=str(root / "model")), verbose=0)
+
+
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
@@ -159,3 +166,53 @@ def test_report_renders_every_image_in_headless_chromium(run, tmp_path):
     subprocess.run([browser, *flags, "--window-size=1200,1600", f"--screenshot={shot}", (tmp_path / "report.html").as_uri()],
                    capture_output=True, timeout=120)
     assert png_array(shot)[..., :3].std() > 5.0
+
+
+def test_commands_are_registered_with_help():
+    assert {"sample", "score", "report"} <= set(main.commands)
+    for name in ("sample", "score", "report"):
+        result = invoke(name, "--help")
+        assert result.exit_code == 0 and f"Usage: main {name}" in result.output
+
+
+def test_run_folder_and_savedmodel_draw_the_same_figures(run, tmp_path):
+    from vampkeras import figures
+    from vampkeras.evaluation import load_scorer
+
+    test_images = load_dataset("mnist5k", max_examples=16).test.reshape(-1, 28, 28)
+    grids = {}
+    for source, path in (("run", run.run_dir), ("model", run.export_dir)):
+        scorer = load_scorer(path)
+        paths = figures.write_run_figures(tmp_path / source, scorer, test_images=test_images)
+        assert sorted(paths) == ["component_generations", "generations", "pseudo_inputs", "reconstructions"]
+        grids[source] = {name: png_array(p) for name, p in paths.items()}
+        tensorboard = figures.tensorboard_images(scorer.module, test_images, num=16, seed=1)
+        assert tensorboard["generations"].shape == (1, 4 * 29 + 1, 4 * 29 + 1, 1)
+        assert tensorboard["pseudo_inputs"].shape == (1, 2 * 29 + 1, 10 * 29 + 1, 1)   # K = 20
+    assert grids["run"]["generations"].shape == (8 * 29 + 1, 8 * 29 + 1)
+    for name, grid in grids["run"].items():       # same weights, same seeds: the same pixels (to rounding)
+        assert np.abs(grid.astype(int) - grids["model"][name].astype(int)).max() <= 1, name
+
+
+def test_standard_prior_has_no_components(standard_run, tmp_path):
+    from vampkeras import figures
+    from vampkeras.evaluation import load_scorer
+
+    result = invoke("sample", standard_run.export_dir, "--pseudo-input", 0, "--out", tmp_path / "k.png")
+    assert result.exit_code == 2 and "has no components" in result.output and "Traceback" not in result.output
+    paths = figures.write_run_figures(standard_run.run_dir, load_scorer(standard_run.run_dir))
+    assert sorted(paths) == ["generations", "reconstructions", "training_curves"]
+    assert png_array(paths["training_curves"])[..., :3].std() > 10
+
+
+def test_report_reuses_a_matching_evaluation_and_refuses_a_savedmodel(run, tmp_path):
+    assert invoke("evaluate", run.run_dir, "--samples", 20, "--max-examples", 40, "--quiet").exit_code == 0
+    saved = run.run_dir / "evaluation.json"
+    before = saved.read_text()
+    result = invoke("report", run.run_dir, "--out", tmp_path / "a.html", "--samples", 20, "--max-examples", 40)
+    assert result.exit_code == 0 and saved.read_text() == before        # reused, not re-evaluated
+    assert str(json.loads(before)["log_likelihood"]) in (tmp_path / "a.html").read_text()
+    result = invoke("report", run.run_dir, "--out", tmp_path / "b.html", "--samples", 20, "--max-examples", 30)
+    assert result.exit_code == 0 and json.loads(saved.read_text())["num_examples"] == 30   # another test set
+    result = invoke("report", run.export_dir, "--out", tmp_path / "c.html")
+    assert result.exit_code == 2 and "not a run folder" in result.output and not (tmp_path / "c.html").exists()
