@@ -12,7 +12,7 @@ from click.core import ParameterSource
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from vampkeras import __version__  # noqa: E402  (light: does not import TensorFlow)
-from vampkeras.config import MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS  # noqa: E402
+from vampkeras.config import MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES  # noqa: E402
 from vampkeras_cli.common import Progress, user_errors  # noqa: E402
 from vampkeras_cli.inspect import report, sample, score  # noqa: E402
 
@@ -63,6 +63,11 @@ def main(verbose):
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--jit/--no-jit", default=True, show_default=True,
               help="XLA-compile the train step (measured faster than plain graph mode on CPU; see benchmarks/).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="default", show_default=True,
+              help="tf.distribute strategy: one device, or MirroredStrategy over the local GPUs "
+                   "(or over --replicas logical CPU devices).")
+@click.option("--replicas", type=click.IntRange(min=1), default=None,
+              help="Split the CPU into N logical devices for --strategy mirrored (machines without GPUs, tests).")
 @click.option("--image-every", type=click.IntRange(min=0), default=10, show_default=True,
               help="Log sample/reconstruction/pseudo-input images to TensorBoard every N epochs (0: never).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -15,6 +15,7 @@ MODELS = ("vae", "hvae", "convhvae", "pixelhvae")
 PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
 PSEUDO_INITS = ("random", "data")
 OPTIMIZERS = ("adam-normgrad", "adam")
+STRATEGIES = ("default", "mirrored")
 
 # Fields that change what the model is; a resumed run must agree on all of them.
 MODEL_FIELDS = (
@@ -56,6 +57,8 @@ class RunConfig:
     keep_checkpoints: int = 3
     image_every: int = 10
     deterministic: bool = True
+    strategy: str = "default"
+    replicas: int | None = None
 
     def validate(self) -> "RunConfig":
         """Raise :class:`ConfigError` naming the first option that is out of range."""
@@ -83,6 +86,8 @@ class RunConfig:
         need(self.lr > 0, "--lr must be > 0")
         need(self.max_examples is None or self.max_examples >= 1, "--max-examples must be at least 1")
         need(self.keep_checkpoints >= 1, "at least one checkpoint must be kept")
+        need(self.strategy in STRATEGIES, f"unknown --strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        need(self.replicas is None or self.replicas >= 1, "--replicas must be at least 1")
         need(self.image_every >= 0, "--image-every must be >= 0 (0: no images in TensorBoard)")
         return self
 

@@ -10,15 +10,18 @@ OPTIMIZERS = ("adam-normgrad", "adam")
 
 @keras.saving.register_keras_serializable(package="vampkeras")
 class AdamNormGrad(keras.optimizers.Adam):
-    """Adam applied to per-tensor normalized gradients g / (‖g‖₂ + ε), as the authors' code does."""
+    """Adam applied to per-tensor normalized gradients g / (‖g‖₂ + ε), as the authors' code does.
+
+    The normalization happens in ``update_step``, i.e. after Keras has summed the gradients over the
+    replicas of a ``tf.distribute`` strategy, so distributed training normalizes the global gradient."""
 
     def __init__(self, *args, epsilon_norm: float = 1e-7, **kwargs):
         super().__init__(*args, **kwargs)
         self.epsilon_norm = float(epsilon_norm)
 
-    def apply(self, grads, trainable_variables=None):
-        grads = [None if g is None else g / (ops.sqrt(ops.sum(ops.square(g))) + self.epsilon_norm) for g in grads]
-        return super().apply(grads, trainable_variables)
+    def update_step(self, gradient, variable, learning_rate):
+        gradient = gradient / (ops.sqrt(ops.sum(ops.square(gradient))) + self.epsilon_norm)
+        return super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
         return {**super().get_config(), "epsilon_norm": self.epsilon_norm}

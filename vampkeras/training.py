@@ -23,6 +23,7 @@ from vampkeras import checkpoints, export, optimizers
 from vampkeras.config import MODEL_FIELDS, RunConfig
 from vampkeras.data import load_dataset
 from vampkeras.data.pipeline import evaluation_batches, training_batches
+from vampkeras.distribution import make_strategy
 from vampkeras.errors import ConfigError, TrainingDiverged, VampkerasError
 from vampkeras.models import build_model
 
@@ -180,8 +181,10 @@ def prepare_config(config: RunConfig, resume: bool, given: dict | None = None) -
     differences = saved.model_differences(requested)
     if differences:
         raise ConfigError("--resume refuses a configuration that changes the run: " + "; ".join(differences))
-    return dataclasses.replace(saved, **{k: v for k, v in given.items() if k not in MODEL_FIELDS},
-                               run_dir=saved.run_dir).validate()
+    # the run lives where the user points now (the folder may have moved since it was saved)
+    changes = {k: v for k, v in given.items() if k not in MODEL_FIELDS}
+    changes["run_dir"] = config.run_dir
+    return dataclasses.replace(saved, **changes).validate()
 
 
 def _check_export_target(config: RunConfig, overwrite: bool) -> None:
@@ -243,13 +246,15 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     except OSError as error:
         raise VampkerasError(f"cannot write the run folder {run_dir}: {error.strerror}") from None
 
+    strategy = make_strategy(config.strategy, config.replicas)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    model = build_model(config, dataset.spec, dataset.train)
-    optimizer = optimizers.build(config.optimizer, config.lr)
     steps = math.ceil(len(dataset.train) / config.batch_size)
-    model.compile(optimizer=optimizer, jit_compile=config.jit, steps_per_execution=steps_per_execution(steps))
-    optimizer.build(model.trainable_variables)
+    with strategy.scope():
+        model = build_model(config, dataset.spec, dataset.train)
+        optimizer = optimizers.build(config.optimizer, config.lr)
+        model.compile(optimizer=optimizer, jit_compile=config.jit, steps_per_execution=steps_per_execution(steps))
+        optimizer.build(model.trainable_variables)
     state = (checkpoints.restore_latest(run_dir / "checkpoints", model, optimizer) if resume else None) or fresh_state()
     state["best_val_loss"] = float(state["best_val_loss"])
 

@@ -138,10 +138,13 @@ class LatentVariableModel(keras.Model):
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        replicas = self.distribute_strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
             reconstruction, kl = self.elbo_terms(x, self._step_seed())
             loss = tf.reduce_mean(reconstruction + self.beta * kl)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            # Keras sums the replicas' gradients: scale so that the sum is the global batch's mean gradient
+            scaled_loss = loss / replicas
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._update_trackers(loss, reconstruction, kl)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from vampkeras import likelihoods
+from vampkeras.distribution import replica_slice_normal
 from vampkeras.layers import GatedDense
 from vampkeras.models.base import LatentVariableModel, as_seed
 from vampkeras.models.networks import (Z1_CONV_STACK, ConvDecoder, ConvFeatures, GaussianConv, GaussianMLP,
@@ -74,7 +75,7 @@ class HierarchicalVAE(LatentVariableModel):
         batch = tf.shape(x)[0]
         shape = tf.stack([num_samples, batch, self.latent_dim])
         mean_z2, log_var_z2 = self.q_z2(x)                                                  # (B, M)
-        z2 = _reparameterize(mean_z2, log_var_z2, tf.random.stateless_normal(shape, seed=seed_z2))   # (S, B, M)
+        z2 = _reparameterize(mean_z2, log_var_z2, replica_slice_normal(shape, seed_z2))      # (S, B, M)
         log_q_z2 = diagonal_gaussian(mean_z2, log_var_z2).log_prob(z2)                      # (S, B)
         log_p_z2 = self.prior.log_prob(z2, prior_parameters)                                # (S, B)
 
@@ -82,7 +83,7 @@ class HierarchicalVAE(LatentVariableModel):
         flat_x = tf.reshape(tf.broadcast_to(x, tf.concat([[num_samples], tf.shape(x)], 0)), [-1, self.num_pixels])
         mean_z1, log_var_z1 = self.q_z1(flat_x, flat_z2)
         z1 = _reparameterize(mean_z1, log_var_z1,
-                             tf.reshape(tf.random.stateless_normal(shape, seed=seed_z1), [-1, self.latent_dim]))
+                             tf.reshape(replica_slice_normal(shape, seed_z1), [-1, self.latent_dim]))
         log_q_z1 = diagonal_gaussian(mean_z1, log_var_z1).log_prob(z1)
         prior_mean_z1, prior_log_var_z1 = self.p_z1(flat_z2)
         log_p_z1 = diagonal_gaussian(prior_mean_z1, prior_log_var_z1).log_prob(z1)

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from vampkeras import likelihoods
+from vampkeras.distribution import replica_slice_normal
 from vampkeras.models.base import LatentVariableModel, as_seed
 from vampkeras.models.networks import DecoderMLP, GaussianMLP
 from vampkeras.priors import Prior, diagonal_gaussian
@@ -41,8 +42,7 @@ class VAE(LatentVariableModel):
 
     def log_density_terms(self, x, num_samples, prior_parameters, seed):
         mean, log_var = self.encoder(x)                                         # (B, M)
-        noise = tf.random.stateless_normal(
-            tf.stack([num_samples, tf.shape(x)[0], self.latent_dim]), seed=as_seed(seed))
+        noise = replica_slice_normal(tf.stack([num_samples, tf.shape(x)[0], self.latent_dim]), as_seed(seed))
         z = mean + tf.exp(0.5 * log_var) * noise                                # (S, B, M)
         log_qz = diagonal_gaussian(mean, log_var).log_prob(z)                    # (S, B)
         log_pz = self.prior.log_prob(z, prior_parameters)                       # (S, B)
