@@ -50,6 +50,15 @@ def warmup_beta(epoch: int, warmup: int) -> float:
     return 1.0 if warmup <= 0 else min(1.0, epoch / warmup)
 
 
+def use_xla(config: RunConfig, strategy) -> bool:
+    """XLA for ``--jit`` on one device; a mirrored step runs in graph mode (XLA-compiled replica steps
+    failed to reach the optimizer's mirrored variables across logical CPU devices here)."""
+    if config.jit and strategy.num_replicas_in_sync > 1:
+        logger.warning("--jit is ignored under a mirrored strategy; the replicas run in graph mode")
+        return False
+    return config.jit
+
+
 def steps_per_execution(steps_per_epoch: int, limit: int = 16) -> int:
     """Train steps run per call into the compiled graph: the largest divisor of the epoch's steps up to
     ``limit`` (measured: Keras' per-step Python overhead otherwise costs ~10% of a CPU epoch)."""
@@ -253,7 +262,8 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     with strategy.scope():
         model = build_model(config, dataset.spec, dataset.train)
         optimizer = optimizers.build(config.optimizer, config.lr)
-        model.compile(optimizer=optimizer, jit_compile=config.jit, steps_per_execution=steps_per_execution(steps))
+        model.compile(optimizer=optimizer, jit_compile=use_xla(config, strategy),
+                      steps_per_execution=steps_per_execution(steps))
         optimizer.build(model.trainable_variables)
     state = (checkpoints.restore_latest(run_dir / "checkpoints", model, optimizer) if resume else None) or fresh_state()
     state["best_val_loss"] = float(state["best_val_loss"])
