@@ -18,11 +18,6 @@ logger = logging.getLogger(__name__)
 EVALUATION_FILE = "evaluation.json"
 
 
-def read_history(run_dir) -> list[dict]:
-    """The rows of ``<run_dir>/history.csv`` as dicts of floats (see :func:`vampkeras.figures.read_history`)."""
-    return figures.read_history(run_dir)
-
-
 def _img(png: bytes, caption: str, scale: int = 1) -> str:
     """An embedded PNG with a caption; image grids are shown ``scale`` times their pixel size."""
     from PIL import Image
@@ -95,7 +90,7 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     test_images = data.test[:sizes["num_test_images"]].reshape(-1, *scorer.image_shape)
     images = figures.model_images(scorer.module, test_images, num_samples=sizes["num_samples"],
                                   component_samples=sizes["component_samples"])
-    history = read_history(run_dir)
+    history = figures.read_history(run_dir)
 
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                    for k, v in sorted(config.to_dict().items()))

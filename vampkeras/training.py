@@ -150,16 +150,22 @@ class RunKeeper(keras.callbacks.Callback):
 
 
 def model_figures(model, config: RunConfig, test_images) -> dict:
-    """uint8 image grids (generations, reconstructions, pseudo-inputs, one component's generations) of a
-    model in memory; autoregressive models draw fewer images (one network pass per pixel)."""
+    """uint8 image grids of a model in memory (see :func:`vampkeras.figures.model_images`), as many images
+    as :func:`vampkeras.figures.figure_sizes` gives for the run."""
     from vampkeras import figures
 
+    sizes = figures.figure_sizes(config)
+    return figures.model_images(_figure_module(model, config), test_images[:sizes["num_test_images"]],
+                                num_samples=sizes["num_samples"], component_samples=sizes["component_samples"])
+
+
+def _figure_module(model, config: RunConfig):
+    """The model's exported functions, traced once per model and reused for every image summary."""
     module = getattr(model, "_figure_module", None)
     if module is None:
-        module = model._figure_module = export.ExportModule(model, config.to_json())
-    few = getattr(model, "autoregressive", False)
-    return figures.model_images(module, test_images[:8 if few else 16], num_samples=16 if few else 64,
-                                component_samples=5 if few else 11)
+        module = export.ExportModule(model, config.to_json())
+        object.__setattr__(model, "_figure_module", module)      # not tracked by Keras as a sublayer
+    return module
 
 
 def prepare_config(config: RunConfig, resume: bool, given: dict | None = None) -> RunConfig:
@@ -226,18 +232,14 @@ def _export_best(model, config: RunConfig, run_dir: Path, require_best: bool = F
     return True
 
 
-def _write_final_figures(model, config: RunConfig, run_dir: Path, test_images, history: list[dict]) -> None:
+def _write_final_figures(model, config: RunConfig, run_dir: Path, test_images) -> None:
     """PNG figures of the exported (best) model and the training curves into ``<run>/figures``."""
     from vampkeras import figures
 
-    folder = run_dir / "figures"
     try:
-        for name, grid in model_figures(model, config, test_images).items():
-            figures.save_png(folder / f"{name}.png", grid)
-        if history:
-            figures.save_png(folder / "training_curves.png", figures.training_curves(history))
+        figures.write_run_figures(run_dir, _figure_module(model, config), config, test_images)
     except OSError as error:
-        raise VampkerasError(f"cannot write the figures in {folder}: {error.strerror or error}") from None
+        raise VampkerasError(f"cannot write the figures in {run_dir / 'figures'}: {error.strerror or error}") from None
 
 
 def train(config: RunConfig, resume: bool = False, given: dict | None = None, overwrite: bool = False,
@@ -287,8 +289,7 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
 
     _export_best(model, config, run_dir)
     if config.image_every:
-        _write_final_figures(model, config, run_dir, dataset.test[:16].reshape(-1, *dataset.spec.image_shape),
-                             state["history"])
+        _write_final_figures(model, config, run_dir, dataset.test[:16].reshape(-1, *dataset.spec.image_shape))
     return TrainResult(run_dir=run_dir, export_dir=Path(config.export_dir), epochs_trained=state["epoch"],
                        best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
                        stopped_early=state["stopped_early"])
