@@ -11,6 +11,11 @@ from vampkeras.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# Stateless random numbers with an explicit algorithm, so that graph-mode draws do not depend on the device.
+# (XLA's compiled generator still draws another stream from the same seed: an XLA-compiled run and a
+# graph-mode run are equal in distribution, not number for number.)
+RNG_ALGORITHM = "philox"
+
 
 def split_cpu(replicas: int) -> None:
     """Make the CPU appear as ``replicas`` logical devices (for ``mirrored`` on machines without GPUs).
@@ -52,10 +57,10 @@ def replica_slice_normal(shape, seed, batch_axis: int = 1):
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync if context is not None else 1
     if replicas == 1:
-        return tf.random.stateless_normal(shape, seed=seed)
+        return tf.random.stateless_normal(shape, seed=seed, alg=RNG_ALGORITHM)
     shape = tf.convert_to_tensor(shape)
     local = shape[batch_axis]
     global_shape = tf.tensor_scatter_nd_update(shape, [[batch_axis]], [local * replicas])
-    noise = tf.random.stateless_normal(global_shape, seed=seed)
+    noise = tf.random.stateless_normal(global_shape, seed=seed, alg=RNG_ALGORITHM)
     start = tf.cast(context.replica_id_in_sync_group, local.dtype) * local
     return tf.gather(noise, tf.range(start, start + local), axis=batch_axis)

@@ -80,7 +80,7 @@ class DiscretizedLogistic(tfd.Distribution):
 
     def _sample_n(self, n, seed=None):
         shape = tf.concat([[n], tf.shape(self._loc)], 0)
-        uniform = tf.random.stateless_uniform(shape, seed=seed, minval=1e-6, maxval=1 - 1e-6)
+        uniform = tf.random.stateless_uniform(shape, seed=seed, minval=1e-6, maxval=1 - 1e-6, alg="philox")
         value = self._loc + tf.exp(self._log_scale) * (tf.math.log(uniform) - tf.math.log1p(-uniform))
         return (tf.clip_by_value(tf.floor(value * NUM_BINS), 0.0, NUM_BINS - 1.0) + 0.5) / NUM_BINS
 

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+# --no-jit for both: mirrored replicas run in graph mode, and XLA draws another (equally valid) noise stream
 OPTIONS = ["--epochs", "2", "--warmup", "2", "--max-examples", "400", "--components", "20", "--image-every", "0",
-           "--quiet"]
+           "--no-jit", "--quiet"]
 
 
 def vampkeras(*args, cwd):
@@ -32,7 +33,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device_and_resumes(tmp_path):
     assert len(one) == len(two) == 2
     for a, b in zip(one, two):
         for key in ("loss", "reconstruction", "kl", "val_loss"):
-            assert b[key] == pytest.approx(a[key], rel=1e-4), key
+            assert b[key] == pytest.approx(a[key], rel=1e-5), key
 
     # resume under mirrored: one more epoch, and the SavedModel of the mirrored run evaluates
     vampkeras("train", "--resume", "--run-dir", tmp_path / "two", "--epochs", 3, "--strategy", "mirrored",

@@ -30,7 +30,7 @@ def training_batches(images: np.ndarray, batch_size: int, seed: int, first_epoch
             x = tf.gather(store, indices)
             if binarize:
                 batch_seed = tf.random.experimental.stateless_fold_in(epoch_seed, step)
-                x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=batch_seed) < x, tf.float32)
+                x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=batch_seed, alg="philox") < x, tf.float32)
             return x
 
         return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

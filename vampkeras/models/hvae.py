@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from vampkeras import likelihoods
-from vampkeras.distribution import replica_slice_normal
+from vampkeras.distribution import RNG_ALGORITHM, replica_slice_normal
 from vampkeras.layers import GatedDense
 from vampkeras.models.base import LatentVariableModel, as_seed
 from vampkeras.models.networks import (Z1_CONV_STACK, ConvDecoder, ConvFeatures, GaussianConv, GaussianMLP,
@@ -96,7 +96,8 @@ class HierarchicalVAE(LatentVariableModel):
         """E_q[z2|x] and E_q[z1|x] ≈ mean over z2 ~ q(z2|x) of the mean of q(z1|x, z2): each (B, M)."""
         mean_z2, log_var_z2 = self.q_z2(x)
         batch = tf.shape(x)[0]
-        noise = tf.random.stateless_normal(tf.stack([num_samples, batch, self.latent_dim]), seed=as_seed(seed))
+        noise = tf.random.stateless_normal(tf.stack([num_samples, batch, self.latent_dim]), seed=as_seed(seed),
+                                         alg=RNG_ALGORITHM)
         z2 = tf.reshape(_reparameterize(mean_z2, log_var_z2, noise), [-1, self.latent_dim])
         flat_x = tf.reshape(tf.broadcast_to(x, tf.concat([[num_samples], tf.shape(x)], 0)), [-1, self.num_pixels])
         mean_z1, _ = self.q_z1(flat_x, z2)
@@ -133,7 +134,7 @@ class HierarchicalVAE(LatentVariableModel):
     def _decode_from_z2(self, z2, seed):
         seed_z1, seed_x = tf.unstack(tf.random.experimental.stateless_split(as_seed(seed), 2))
         mean_z1, log_var_z1 = self.p_z1(z2)
-        z1 = _reparameterize(mean_z1, log_var_z1, tf.random.stateless_normal(tf.shape(mean_z1), seed=seed_z1))
+        z1 = _reparameterize(mean_z1, log_var_z1, tf.random.stateless_normal(tf.shape(mean_z1), seed=seed_z1, alg=RNG_ALGORITHM))
         return self.decode(z1, z2, seed_x)
 
     def sample(self, num_samples, seed):
