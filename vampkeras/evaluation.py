@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from vampkeras import checkpoints, export
 from vampkeras.config import RunConfig
+from vampkeras.data.registry import check_values
 from vampkeras.errors import DataError, VampkerasError
 
 logger = logging.getLogger(__name__)
@@ -99,10 +100,7 @@ def check_images(images: np.ndarray, image_shape) -> np.ndarray:
         raise DataError(f"the model takes images of shape (N, {height}, {width}) or (N, {height * width}); "
                         f"got an array of shape {images.shape}")
     images = images.astype(np.float32)
-    if not np.all(np.isfinite(images)):
-        raise DataError("the images contain NaN or infinite values")
-    if images.size and (images.min() < 0.0 or images.max() > 1.0):
-        raise DataError(f"pixel values must lie in [0, 1]; got values in [{images.min():g}, {images.max():g}]")
+    check_values([images], "the images")
     return images
 
 
@@ -155,7 +153,7 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
     scorer = load_scorer(path)
     name = dataset or scorer.config.dataset
     data = load_dataset(name, data_dir, max_examples)
-    images = getattr(data, split)
+    images = data.split(split)
     if data.spec.binarization == "dynamic" and split == "train":
         images = (np.random.default_rng(0).uniform(size=images.shape) < images).astype(np.float32)
     started = time.perf_counter()

@@ -289,7 +289,7 @@ def _load_histopathology(data_dir, download):
         if values.shape[1] != 784:
             raise DataError(f"{path}: {key} has {values.shape[1]} pixels per image, expected 784 (28x28)")
         splits.append(values)
-    check_values(splits, "grey", str(path))
+    check_values(splits, str(path))
     return tuple(np.clip(s, 1.0 / 512.0, 1.0 - 1.0 / 512.0) for s in splits)
 
 
@@ -324,8 +324,8 @@ def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
-def check_values(splits, input_type: str, where: str) -> None:
-    """Finite values in [0, 1], exactly binary for static binary data; else :class:`DataError`."""
+def check_values(splits, where: str) -> None:
+    """Every array finite and in [0, 1], else a :class:`DataError` that starts with ``where``."""
     for values in splits:
         if not np.all(np.isfinite(values)):
             raise DataError(f"{where}: the images contain NaN or infinite values")
@@ -365,7 +365,7 @@ def load_dataset(name: str, data_dir=None, max_examples: int | None = None, down
     for values in splits:
         if values.ndim != 2 or values.shape[1] != spec.num_pixels:
             raise DataError(f"{name}: expected images of {spec.num_pixels} pixels, got an array of shape {values.shape}")
-    check_values(splits, spec.input_type, name)
+    check_values(splits, name)
     if spec.binarization == "static" and not all(np.isin(s, (0.0, 1.0)).all() for s in splits):
         raise DataError(f"{name}: a statically binarized dataset must hold only 0 and 1")
     logger.info("loaded %s: %s", name, [len(s) for s in splits])
