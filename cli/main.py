@@ -61,8 +61,9 @@ def main(verbose):
               help="SavedModel folder for the best model [default: saved_models/<run name>].")
 @click.option("--overwrite", is_flag=True, help="Allow --export into a folder that already holds a model.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
-@click.option("--jit/--no-jit", default=True, show_default=True,
-              help="XLA-compile the train step (measured faster than plain graph mode on CPU; see benchmarks/).")
+@click.option("--jit/--no-jit", default=False, show_default=True,
+              help="XLA-compile the train step (faster here, see benchmarks/; TensorFlow's op determinism is "
+                   "then not enforced, so --no-jit is the default for reproducible runs).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="default", show_default=True,
               help="tf.distribute strategy: one device, or MirroredStrategy over the local GPUs "
                    "(or over --replicas logical CPU devices).")

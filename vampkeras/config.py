@@ -53,7 +53,7 @@ class RunConfig:
     data_dir: str | None = None
     run_dir: str | None = None
     export_dir: str | None = None
-    jit: bool = True
+    jit: bool = False
     keep_checkpoints: int = 3
     image_every: int = 10
     deterministic: bool = True

@@ -258,7 +258,8 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
         raise VampkerasError(f"cannot write the run folder {run_dir}: {error.strerror}") from None
 
     strategy = make_strategy(config.strategy, config.replicas)
-    if config.deterministic:
+    if config.deterministic and not config.jit:
+        # (Keras silently turns XLA off when op determinism is on, so --jit runs without it)
         tf.config.experimental.enable_op_determinism()
     steps = math.ceil(len(dataset.train) / config.batch_size)
     with strategy.scope():
