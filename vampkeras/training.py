@@ -271,10 +271,10 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     state = (checkpoints.restore_latest(run_dir / "checkpoints", model, optimizer) if resume else None) or fresh_state()
     state["best_val_loss"] = float(state["best_val_loss"])
 
+    test_images = dataset.test[:16].reshape(-1, *dataset.spec.image_shape)      # for the figures
     if state["epoch"] < config.epochs and not state["stopped_early"]:
         train_data, _ = training_batches(dataset.train, config.batch_size, config.seed, state["epoch"],
-                                             binarize=dataset.spec.binarization == "dynamic")
-        test_images = dataset.test[:16].reshape(-1, *dataset.spec.image_shape)
+                                         binarize=dataset.spec.binarization == "dynamic")
         keeper = RunKeeper(config, run_dir, state, steps, len(dataset.train), test_images)
         model.fit(train_data, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"],
                   validation_data=evaluation_batches(dataset.validation, config.batch_size),
@@ -290,7 +290,7 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
 
     _export_best(model, config, run_dir)
     if config.image_every:
-        _write_final_figures(model, config, run_dir, dataset.test[:16].reshape(-1, *dataset.spec.image_shape))
+        _write_final_figures(model, config, run_dir, test_images)
     return TrainResult(run_dir=run_dir, export_dir=Path(config.export_dir), epochs_trained=state["epoch"],
                        best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
                        stopped_early=state["stopped_early"])
