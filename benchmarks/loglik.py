@@ -15,6 +15,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -61,33 +62,47 @@ def main():
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--components", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=2, help="timings per mode, graph and XLA alternately")
     parser.add_argument("--memory-samples", type=int, nargs="*", default=[5000, 20000])
     args = parser.parse_args()
     reference = matmul_flops_per_second()
-    model, module = build(args.components)
+    model, _ = build(args.components)
     x = images(args.examples)
-    module.log_prob(x[:1], tf.constant(10))                             # trace
-    import time
-    start = time.perf_counter()
-    values = module.log_prob(x, tf.constant(args.samples))["log_likelihood"].numpy()
-    seconds = time.perf_counter() - start
-    assert np.all(np.isfinite(values))
+    modules = {}
+    for mode in ("graph", "xla"):                 # one traced log_prob per mode (the model's jit switch)
+        model.jit = mode == "xla"
+        modules[mode] = ExportModule(model, "{}")
+        modules[mode].log_prob(x[:1], tf.constant(10))                     # trace and compile
+    seconds = {mode: [] for mode in modules}
+    values = {}
+    for _ in range(args.rounds):                  # alternate, so both modes see the same machine load
+        for mode, module in modules.items():
+            start = time.perf_counter()
+            values[mode] = module.log_prob(x, tf.constant(args.samples))["log_likelihood"].numpy()
+            seconds[mode].append(time.perf_counter() - start)
+    seconds = {mode: min(times) for mode, times in seconds.items()}
+    assert all(np.all(np.isfinite(v)) for v in values.values())
 
     # FLOPs: one chunk's importance weights (static shapes) times the number of chunks, plus the prior
     chunk = max(1, model.evaluation_rows // EXAMPLES_PER_BATCH)
     batch = min(EXAMPLES_PER_BATCH, args.examples)
     parameters = model.prior_parameters()
-    weights = tf.function(lambda xb: model.log_importance_weights(xb, chunk, parameters, tf.constant([0, 0])))
-    chunk_flops, unknown = graph_matmul_flops(weights.get_concrete_function(tf.zeros([batch, 784])))
+    weights = tf.function(lambda xb, noise: model.log_importance_weights_given_noise(xb, noise, parameters))
+    noise = model.draw_noise(chunk, batch, tf.constant([0, 0]))
+    chunk_flops, unknown = graph_matmul_flops(weights.get_concrete_function(tf.zeros([batch, 784]), noise))
     batches = -(-args.examples // EXAMPLES_PER_BATCH)
     chunks = -(-args.samples // chunk)
     flops = chunk_flops * chunks * batches * args.examples / (batch * batches)
     memory = {str(s): round(peak_memory_mb(s, args.examples, args.components), 1) for s in args.memory_samples}
     report({"benchmark": "loglik", "samples": args.samples, "examples": args.examples,
-            "components": args.components, "seconds_per_image": round(seconds / args.examples, 4),
-            "hours_for_10000_images": round(seconds / args.examples * 10000 / 3600, 3),
-            "fraction_of_matmul": round(flops / seconds / reference, 3), "matmul_gflops": round(reference / 1e9, 1),
-            "ops_without_static_shape": unknown, "peak_rss_mb_by_samples": memory})
+            "components": args.components, "rows_per_chunk": chunk * batch, "default_mode": "xla" if build(1)[0].jit else "graph",
+            **{f"{mode}_seconds_per_image": round(value / args.examples, 4) for mode, value in seconds.items()},
+            **{f"{mode}_hours_for_10000_images": round(value / args.examples * 10000 / 3600, 3)
+               for mode, value in seconds.items()},
+            **{f"{mode}_fraction_of_matmul": round(flops / value / reference, 3) for mode, value in seconds.items()},
+            "graph_vs_xla_max_abs_difference": float(np.max(np.abs(values["graph"] - values["xla"]))),
+            "matmul_gflops": round(reference / 1e9, 1), "ops_without_static_shape": unknown,
+            "peak_rss_mb_by_samples": memory})
 
 
 if __name__ == "__main__":

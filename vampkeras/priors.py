@@ -42,12 +42,14 @@ def gaussian_mixture(mixture_logits, means, log_vars) -> tfd.MixtureSameFamily:
 def gaussian_mixture_log_prob(z, mixture_logits, means, log_vars):
     """log Σ_k π_k N(z | μ_k, diag σ_k²) for z (..., M), with K components: returns (...).
 
-    Equal in value to ``gaussian_mixture(...).log_prob(z)``, but the (N, K) table of component
-    log-densities is built from two matrix products instead of a (N, K, M) broadcast:
-        Σ_m (z_m − μ_km)² / σ²_km = (z²) · (1/σ²_k) − 2 z · (μ_k/σ²_k) + Σ_m μ²_km/σ²_km,
-    which keeps the memory at O(N·K) and runs at matmul speed. The three terms are large and nearly cancel
-    for sharp components (σ² down to e⁻⁶), so the two products are computed in float64 (M is small: it
-    costs little); the (N, K) log-densities are cast back before the log-sum-exp over K.
+    Equal in value to ``gaussian_mixture(...).log_prob(z)``, but the (N, K) table of the log π_k N(z_n|μ_k)
+    is one matrix product instead of a (N, K, M) broadcast:
+        log π_k N(z|μ_k) = z² · (−½/σ²_k) + z · (μ_k/σ²_k) + c_k,
+        c_k = log π_k − ½ Σ_m (μ²_km/σ²_km + log σ²_km + log 2π),
+    i.e. [z², z, 1] (N, 2M+1) times a (2M+1, K) matrix of coefficients, which keeps the memory at O(N·K)
+    and runs at matmul speed. The terms are large and nearly cancel for sharp components (σ² down to e⁻⁶),
+    so the product is computed in float64 (M is small: it costs little) and capped at its exact maximum
+    log π_k N(μ_k|μ_k), which rounding could exceed; the log-sum-exp over K runs in the input's precision.
     """
     dtype = z.dtype
     batch_shape = tf.shape(z)[:-1]
@@ -56,16 +58,14 @@ def gaussian_mixture_log_prob(z, mixture_logits, means, log_vars):
     means = tf.cast(means, tf.float64)
     log_vars = tf.cast(log_vars, tf.float64)
     precision = tf.exp(-log_vars)                                                 # (K, M)
-    quadratic = (
-        tf.matmul(tf.square(flat_z), precision, transpose_b=True)                 # (N, K)
-        - 2.0 * tf.matmul(flat_z, means * precision, transpose_b=True)
-        + tf.reduce_sum(tf.square(means) * precision, axis=-1)
-    )
-    normaliser = tf.reduce_sum(log_vars, axis=-1) + tf.cast(latent_dim, tf.float64) * LOG_2PI   # (K,)
-    # the cancellation is over; the exponentials and the sum over K run in the input's precision
-    component_log_probs = tf.cast(-0.5 * (tf.maximum(quadratic, 0.0) + normaliser), dtype)     # (N, K)
-    log_weights = tf.nn.log_softmax(tf.cast(mixture_logits, dtype))               # (K,)
-    log_prob = tf.reduce_logsumexp(component_log_probs + log_weights, axis=-1)
+    log_weights = tf.nn.log_softmax(tf.cast(mixture_logits, tf.float64))         # (K,)
+    peak = log_weights - 0.5 * (tf.reduce_sum(log_vars, axis=-1)
+                                + tf.cast(latent_dim, tf.float64) * LOG_2PI)     # (K,) log π_k N(μ_k|μ_k)
+    offset = peak - 0.5 * tf.reduce_sum(tf.square(means) * precision, axis=-1)   # (K,) c_k
+    features = tf.concat([tf.square(flat_z), flat_z, tf.ones_like(flat_z[:, :1])], axis=-1)       # (N, 2M+1)
+    coefficients = tf.concat([-0.5 * precision, means * precision, offset[:, None]], axis=-1)    # (K, 2M+1)
+    table = tf.minimum(tf.matmul(features, coefficients, transpose_b=True), peak)                # (N, K)
+    log_prob = tf.reduce_logsumexp(tf.cast(table, dtype), axis=-1)
     return tf.reshape(log_prob, batch_shape)
 
 

@@ -56,8 +56,8 @@ class HierarchicalVAE(LatentVariableModel):
                                            name="p_x")
         self.p_z1 = GaussianMLP(hidden_units, latent_dim, name="p_z1")
         self.prior = prior
-        # rows (samples × examples) per importance-sampling chunk: bounded memory for conv activations
-        self.evaluation_rows = 50_000 if architecture == "mlp" else 2_000
+        if architecture != "mlp":
+            self.evaluation_rows = 2_000        # IS chunk rows: bounded memory for the conv activations
 
     def prior_parameters(self):
         return self.prior.parameters(self.q_z2)
@@ -70,20 +70,24 @@ class HierarchicalVAE(LatentVariableModel):
         """p(x|z1, z2) (for PixelHVAE conditioned on the pixels of ``x`` before each pixel)."""
         return likelihoods.build(self.likelihood, self.p_x(z1, z2, x))
 
-    def log_density_terms(self, x, num_samples, prior_parameters, seed):
+    def draw_noise(self, num_samples, batch_size, seed):
+        """(ε2, ε1), each (S, B, M) standard normal: z2 = μ(x) + σ(x)·ε2, then z1 = μ(x, z2) + σ(x, z2)·ε1."""
         seed_z2, seed_z1 = tf.unstack(tf.random.experimental.stateless_split(as_seed(seed), 2))
-        batch = tf.shape(x)[0]
-        shape = tf.stack([num_samples, batch, self.latent_dim])
+        shape = tf.stack([num_samples, batch_size, self.latent_dim])
+        return replica_slice_normal(shape, seed_z2), replica_slice_normal(shape, seed_z1)
+
+    def log_density_terms_given_noise(self, x, noise, prior_parameters):
+        noise_z2, noise_z1 = noise
+        num_samples, batch = tf.shape(noise_z2)[0], tf.shape(noise_z2)[1]
         mean_z2, log_var_z2 = self.q_z2(x)                                                  # (B, M)
-        z2 = _reparameterize(mean_z2, log_var_z2, replica_slice_normal(shape, seed_z2))      # (S, B, M)
+        z2 = _reparameterize(mean_z2, log_var_z2, noise_z2)                                 # (S, B, M)
         log_q_z2 = diagonal_gaussian(mean_z2, log_var_z2).log_prob(z2)                      # (S, B)
         log_p_z2 = self.prior.log_prob(z2, prior_parameters)                                # (S, B)
 
         flat_z2 = tf.reshape(z2, [-1, self.latent_dim])                                     # (S·B, M)
         flat_x = tf.reshape(tf.broadcast_to(x, tf.concat([[num_samples], tf.shape(x)], 0)), [-1, self.num_pixels])
         mean_z1, log_var_z1 = self.q_z1(flat_x, flat_z2)
-        z1 = _reparameterize(mean_z1, log_var_z1,
-                             tf.reshape(replica_slice_normal(shape, seed_z1), [-1, self.latent_dim]))
+        z1 = _reparameterize(mean_z1, log_var_z1, tf.reshape(noise_z1, [-1, self.latent_dim]))
         log_q_z1 = diagonal_gaussian(mean_z1, log_var_z1).log_prob(z1)
         prior_mean_z1, prior_log_var_z1 = self.p_z1(flat_z2)
         log_p_z1 = diagonal_gaussian(prior_mean_z1, prior_log_var_z1).log_prob(z1)

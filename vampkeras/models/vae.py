@@ -40,9 +40,14 @@ class VAE(LatentVariableModel):
         """p(x|z) for z (..., M): a distribution with event shape (D,)."""
         return likelihoods.build(self.likelihood, self.decoder(z))
 
-    def log_density_terms(self, x, num_samples, prior_parameters, seed):
+    def draw_noise(self, num_samples, batch_size, seed):
+        """(ε,) with ε (S, B, M) standard normal: z = μ(x) + σ(x)·ε."""
+        return (replica_slice_normal(tf.stack([num_samples, batch_size, self.latent_dim]), as_seed(seed)),)
+
+    def log_density_terms_given_noise(self, x, noise, prior_parameters):
+        (noise,) = noise
+        num_samples = tf.shape(noise)[0]
         mean, log_var = self.encoder(x)                                         # (B, M)
-        noise = replica_slice_normal(tf.stack([num_samples, tf.shape(x)[0], self.latent_dim]), as_seed(seed))
         z = mean + tf.exp(0.5 * log_var) * noise                                # (S, B, M)
         log_qz = diagonal_gaussian(mean, log_var).log_prob(z)                    # (S, B)
         log_pz = self.prior.log_prob(z, prior_parameters)                       # (S, B)
