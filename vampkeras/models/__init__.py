@@ -57,4 +57,6 @@ def build_model(config, spec, train_images: np.ndarray | None = None) -> LatentV
         model = HierarchicalVAE(spec.image_shape, prior, architecture=HIERARCHICAL[config.model], **common)
     else:
         raise ValueError(f"unknown model {config.model!r}")
+    if config.jit is not None:          # None: the model's measured default (see benchmarks/README.md)
+        model.jit = bool(config.jit)
     return model.build_variables()

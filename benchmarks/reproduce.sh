@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Re-create every row of docs/RESULTS.md: train the paper's headline models on static MNIST, then score each
+# on the full test set with S = 5000 importance samples (paper §5.2) and count its active units.
+#
+#   bash benchmarks/reproduce.sh [train|evaluate|all]     (default: all)
+#
+# Settings (environment): EPOCHS (50), WARMUP (10), JOBS (2 runs or evaluations at once, one CPU thread each),
+# DATASET (static_mnist), DATA_DIR (../shared/data), OUT (runs/reproduce), VAMPKERAS (.venv/bin/vampkeras).
+# Everything else is the paper's (§5.1): batch 100, lr 5e-4, Adam on normalized gradients, 40 latent units,
+# gated layers of 300, K = 500 pseudo-inputs / components, patience 50 after the warm-up.
+# The script can be stopped and started again: a run that exists is resumed (a finished one is left as it
+# is), a run with an evaluation.json is not scored again. The last lines printed are the table's rows (JSON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STAGE=${1:-all}
+EPOCHS=${EPOCHS:-50}
+WARMUP=${WARMUP:-10}
+JOBS=${JOBS:-2}
+DATASET=${DATASET:-static_mnist}
+DATA_DIR=${DATA_DIR:-../shared/data}
+OUT=${OUT:-runs/reproduce}
+VAMPKERAS=${VAMPKERAS:-.venv/bin/vampkeras}
+ROWS=("vae standard" "vae vampprior" "hvae standard" "hvae mog" "hvae vampprior-data" "hvae vampprior")
+export OUT DATASET DATA_DIR EPOCHS WARMUP VAMPKERAS
+mkdir -p "$OUT"
+
+train_one() {   # $1 model, $2 prior
+  local run="$OUT/$DATASET-$1-$2" resume=()
+  [ -f "$run/config.json" ] && resume=(--resume)
+  TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 "$VAMPKERAS" train "${resume[@]}" --dataset "$DATASET" \
+    --data-dir "$DATA_DIR" --model "$1" --prior "$2" --epochs "$EPOCHS" --warmup "$WARMUP" --run-dir "$run" \
+    --export "$run-model" --quiet >> "$run.train.log" 2>&1
+}
+
+evaluate_one() {   # $1 model, $2 prior
+  local run="$OUT/$DATASET-$1-$2"
+  [ -f "$run/evaluation.json" ] && return 0
+  TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 "$VAMPKERAS" evaluate "$run" --data-dir "$DATA_DIR" \
+    --samples 5000 --quiet > "$run.evaluate.log" 2>&1
+}
+export -f train_one evaluate_one
+
+if [ "$STAGE" = train ] || [ "$STAGE" = all ]; then
+  printf '%s\n' "${ROWS[@]}" | xargs -P "$JOBS" -L 1 bash -c 'train_one "$0" "$1"'
+fi
+if [ "$STAGE" = evaluate ] || [ "$STAGE" = all ]; then
+  printf '%s\n' "${ROWS[@]}" | xargs -P "$JOBS" -L 1 bash -c 'evaluate_one "$0" "$1"'
+fi
+# the table's numbers: training seconds = the sum of history.csv's per-epoch seconds, evaluation seconds and
+# the rest from each run's evaluation.json
+for row in "${ROWS[@]}"; do
+  set -- $row
+  run="$OUT/$DATASET-$1-$2"
+  [ -f "$run/evaluation.json" ] || continue
+  python3 - "$run" "$1" "$2" <<'PY'
+import csv, json, sys
+run, model, prior = sys.argv[1:]
+history = list(csv.DictReader(open(f"{run}/history.csv")))
+result = json.load(open(f"{run}/evaluation.json"))
+print(json.dumps({"model": model, "prior": prior, "epochs": len(history),
+                  "train_seconds": round(sum(float(r["seconds"]) for r in history)),
+                  "best_val_loss": round(min(float(r["val_loss"]) for r in history), 2),
+                  "test_log_likelihood": round(result["log_likelihood"], 2), "test_elbo": round(result["elbo"], 2),
+                  "active_units": result["active_units"], "evaluate_seconds": round(result["seconds"])}))
+PY
+done
