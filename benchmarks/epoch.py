@@ -25,7 +25,7 @@ from vampkeras.data import load_dataset  # noqa: E402
 from vampkeras.data.pipeline import training_batches  # noqa: E402
 from vampkeras.distribution import make_strategy  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
-from vampkeras.training import steps_per_execution, use_xla  # noqa: E402
+from vampkeras.training import steps_per_execution  # noqa: E402
 
 
 def main():
@@ -47,7 +47,7 @@ def main():
     steps = -(-len(data.train) // args.batch_size)
     with strategy.scope():
         model = build_model(config, data.spec, data.train)
-        model.compile(optimizer=optimizers.build(config.optimizer, config.lr), jit_compile=use_xla(config, strategy),
+        model.compile(optimizer=optimizers.build(config.optimizer, config.lr), jit_compile=False,
                       steps_per_execution=args.steps_per_execution or steps_per_execution(steps))
         model.optimizer.build(model.trainable_variables)
     count = len(data.train)
@@ -61,7 +61,7 @@ def main():
 
     record = {"pipeline_examples_per_second": round(pipeline_rate, 1)}
     if args.strategy == "default":           # the bare step on in-memory batches, for the pipeline's overhead
-        step = tf.function(model.train_step, jit_compile=config.jit)
+        step = tf.function(model.train_step)          # the model's own (XLA) step, as in training
         rng = np.random.default_rng(0)
         batches = [tf.constant((rng.uniform(size=(args.batch_size, data.spec.num_pixels))
                                 < data.train[i * args.batch_size:(i + 1) * args.batch_size].mean()).astype("float32"))

@@ -61,12 +61,15 @@ def main(verbose):
               help="SavedModel folder for the best model [default: saved_models/<run name>].")
 @click.option("--overwrite", is_flag=True, help="Allow --export into a folder that already holds a model.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
-@click.option("--jit/--no-jit", default=False, show_default=True,
-              help="XLA-compile the train step (faster here, see benchmarks/; TensorFlow's op determinism is "
-                   "then not enforced, so --no-jit is the default for reproducible runs).")
+@click.option("--jit/--no-jit", default=None,
+              help="XLA-compile the train step and the log-likelihood [default: on, but for pixelhvae, as "
+                   "measured fastest on CPU in benchmarks/]; both modes draw the same noise and give the same "
+                   "numbers. Several replicas always run in graph mode.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="default", show_default=True,
-              help="tf.distribute strategy: one device, or MirroredStrategy over the local GPUs "
-                   "(or over --replicas logical CPU devices).")
+              help="tf.distribute strategy: one device; MirroredStrategy over the local GPUs (or over "
+                   "--replicas logical CPU devices); or MultiWorkerMirroredStrategy over the machines in the "
+                   "TF_CONFIG environment variable (run the same command on every worker; the chief writes "
+                   "the run folder and the SavedModel).")
 @click.option("--replicas", type=click.IntRange(min=1), default=None,
               help="Split the CPU into N logical devices for --strategy mirrored (machines without GPUs, tests).")
 @click.option("--image-every", type=click.IntRange(min=0), default=10, show_default=True,
@@ -83,10 +86,11 @@ def train(ctx, overwrite, resume, quiet, **options):
              if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     result = run_training(RunConfig(**options), resume=resume, given=given, overwrite=overwrite,
                           verbose=0 if quiet else "auto")
+    where = (f"run {result.run_dir}; SavedModel {result.export_dir}" if result.is_chief
+             else "the chief wrote the run folder and the SavedModel")
     click.echo(f"trained {result.epochs_trained} epochs"
                f"{' (early stop)' if result.stopped_early else ''}; best validation loss "
-               f"{result.best_val_loss:.3f} at epoch {result.best_epoch}; run {result.run_dir}; "
-               f"SavedModel {result.export_dir}")
+               f"{result.best_val_loss:.3f} at epoch {result.best_epoch}; {where}")
 
 
 @main.command()

@@ -77,11 +77,24 @@ def test_validate_accepts_defaults_and_boundary_values():
     ("patience", 0, "--patience"),
     ("max_examples", 0, "--max-examples"),
     ("keep_checkpoints", 0, "checkpoint"),
+    ("strategy", "parameter-server", "unknown --strategy 'parameter-server'"),
+    ("replicas", 0, "--replicas"),
 ])
 def test_validate_raises_config_error_naming_the_bad_option(field, value, message):
     config = dataclasses.replace(RunConfig(), **{field: value})
     with pytest.raises(ConfigError, match=re.escape(message)):
         config.validate()
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored", "multiworker"])
+def test_every_strategy_is_valid(strategy):
+    assert RunConfig(strategy=strategy).validate().strategy == strategy
+
+
+def test_replicas_only_for_mirrored():
+    RunConfig(strategy="mirrored", replicas=2).validate()
+    with pytest.raises(ConfigError, match="--replicas applies to --strategy mirrored only"):
+        RunConfig(strategy="multiworker", replicas=2).validate()
 
 
 def test_resolve_fills_only_missing_dataset_defaults():

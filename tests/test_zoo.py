@@ -155,8 +155,7 @@ def test_every_model_and_prior_trains_a_step_and_scores(model, prior, weighted):
 @pytest.mark.parametrize("model", ["vae", "hvae"])
 def test_xla_compiled_elbo_equals_the_eager_reference(model, monkeypatch):
     """The default training path is XLA-compiled: given the same noise it must compute the same ELBO terms
-    as plain eager ops. (XLA's random generator draws another stream than the graph kernels, so the noise
-    is fixed here.)"""
+    as plain eager ops. (The models draw their noise outside XLA; here it is fixed outright.)"""
     import vampkeras.models.hvae as hvae_module
     import vampkeras.models.vae as vae_module
 

@@ -15,7 +15,7 @@ MODELS = ("vae", "hvae", "convhvae", "pixelhvae")
 PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
 PSEUDO_INITS = ("random", "data")
 OPTIMIZERS = ("adam-normgrad", "adam")
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 # Fields that change what the model is; a resumed run must agree on all of them.
 MODEL_FIELDS = (
@@ -53,7 +53,7 @@ class RunConfig:
     data_dir: str | None = None
     run_dir: str | None = None
     export_dir: str | None = None
-    jit: bool = False
+    jit: bool | None = None          # None: each model's measured default (XLA but for PixelHVAE)
     keep_checkpoints: int = 3
     image_every: int = 10
     deterministic: bool = True
@@ -88,6 +88,8 @@ class RunConfig:
         need(self.keep_checkpoints >= 1, "at least one checkpoint must be kept")
         need(self.strategy in STRATEGIES, f"unknown --strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
         need(self.replicas is None or self.replicas >= 1, "--replicas must be at least 1")
+        need(self.replicas is None or self.strategy != "multiworker",
+             "--replicas applies to --strategy mirrored only (each multiworker worker uses its GPUs or its CPU)")
         need(self.image_every >= 0, "--image-every must be >= 0 (0: no images in TensorBoard)")
         return self
 

@@ -12,6 +12,8 @@ import dataclasses
 import io
 import logging
 import math
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +25,8 @@ from vampkeras import checkpoints, export, optimizers
 from vampkeras.config import MODEL_FIELDS, RunConfig
 from vampkeras.data import load_dataset
 from vampkeras.data.pipeline import evaluation_batches, training_batches
-from vampkeras.distribution import make_strategy
+from vampkeras.distribution import (ClusterTask, WorkerLost, failure_reason, is_peer_failure, lost_peer,
+                                    make_strategy, read_tf_config)
 from vampkeras.errors import ConfigError, TrainingDiverged, VampkerasError
 from vampkeras.models import build_model
 
@@ -43,6 +46,7 @@ class TrainResult:
     best_epoch: int
     best_val_loss: float
     stopped_early: bool
+    is_chief: bool = True       # False: a multiworker worker whose files were temporary (the chief wrote them)
 
 
 def warmup_beta(epoch: int, warmup: int) -> float:
@@ -50,13 +54,28 @@ def warmup_beta(epoch: int, warmup: int) -> float:
     return 1.0 if warmup <= 0 else min(1.0, epoch / warmup)
 
 
-def use_xla(config: RunConfig, strategy) -> bool:
-    """XLA for ``--jit`` on one device; a mirrored step runs in graph mode (XLA-compiled replica steps
-    failed to reach the optimizer's mirrored variables across logical CPU devices here)."""
-    if config.jit and strategy.num_replicas_in_sync > 1:
-        logger.warning("--jit is ignored under a mirrored strategy; the replicas run in graph mode")
-        return False
-    return config.jit
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard by batch across multiworker workers: the datasets are built from tensors in memory, with no
+    files to shard by (each worker takes its replicas' slices of every global batch)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def rank_one_step_outputs(model) -> None:
+    """Make ``model``'s train and test steps return their scalar metrics as shape (1,) tensors.
+
+    Keras 3 reduces a step's outputs under MultiWorkerMirroredStrategy with
+    ``strategy.reduce("MEAN", value, axis=0)``, which fails on scalars ("Invalid reduction dimension 0 for
+    input with 0 dimensions", tensorflow/tensorflow#72388); the reduction over axis 0 makes them scalars
+    again."""
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def reshaped(data, step=step):
+            return {key: tf.reshape(value, [1]) for key, value in step(data).items()}
+
+        object.__setattr__(model, name, reshaped)
 
 
 def steps_per_execution(steps_per_epoch: int, limit: int = 16) -> int:
@@ -168,19 +187,20 @@ def _figure_module(model, config: RunConfig):
     return module
 
 
-def prepare_config(config: RunConfig, resume: bool, given: dict | None = None) -> RunConfig:
+def prepare_config(config: RunConfig, resume: bool, given: dict | None = None,
+                   new_folder_check: bool = True) -> RunConfig:
     """The config a run will use.
 
-    A new run gets default paths and must not reuse a folder that already holds a run. ``resume``
+    A new run gets default paths and must not reuse a folder that already holds a run (checked later
+    without ``new_folder_check``: a multiworker chief checks once all workers are connected). ``resume``
     continues the run in ``config.run_dir`` with its saved config; the options in ``given`` (those the
     user set explicitly) may change how long it trains and where it exports, but not the model: any
     difference in a model-defining field is refused with the list of differences.
     """
     if not resume:
         config = config.with_default_paths().validate()
-        if (Path(config.run_dir) / "config.json").exists():
-            raise VampkerasError(f"the run folder {config.run_dir} already holds a run; pass --resume to continue "
-                                 "it, or choose another --run-dir")
+        if new_folder_check:
+            _refuse_existing_run(config)
         return config
     if config.run_dir is None:
         raise ConfigError("--resume needs --run-dir: the folder of the run to continue")
@@ -199,6 +219,8 @@ def prepare_config(config: RunConfig, resume: bool, given: dict | None = None) -
     # the run lives where the user points now (the folder may have moved since it was saved)
     changes = {k: v for k, v in given.items() if k not in MODEL_FIELDS}
     changes["run_dir"] = config.run_dir
+    if changes.get("strategy", saved.strategy) != "mirrored" and "replicas" not in given:
+        changes["replicas"] = None          # --replicas belongs to --strategy mirrored
     return dataclasses.replace(saved, **changes).validate()
 
 
@@ -244,9 +266,88 @@ def _write_final_figures(model, config: RunConfig, run_dir: Path, test_images) -
 
 def train(config: RunConfig, resume: bool = False, given: dict | None = None, overwrite: bool = False,
           verbose: int | str = "auto") -> TrainResult:
-    """Train (or resume) a run end to end and export its best weights as a SavedModel."""
-    config = prepare_config(config, resume, given)
-    _check_export_target(config, overwrite)
+    """Train (or resume) a run end to end and export its best weights as a SavedModel.
+
+    Under ``--strategy multiworker`` every worker runs this with the same options. The chief writes the run
+    folder and the export; every other worker trains in a temporary folder of its own, deleted at the end:
+    it still saves checkpoints and a SavedModel, as reading the model's variables for them may take part in
+    the cluster's collective ops. A resumed multiworker run is read from ``config.run_dir`` by every worker.
+    If a worker stops, the others raise :class:`WorkerLost` within seconds.
+    """
+    # MultiWorkerMirroredStrategy must be created before TensorFlow runs anything. All workers connect
+    # before one may fail alone on files only it sees (a run folder to resume, an export folder), so that the
+    # others then fail too rather than wait for it to connect.
+    task = read_tf_config() if config.strategy == "multiworker" else None
+    if task is not None and resume:
+        strategy = make_strategy("multiworker")
+        if config.run_dir and not task.is_chief and not (Path(config.run_dir) / "config.json").is_file():
+            raise VampkerasError(f"{task.name} sees no run to resume in {config.run_dir} (no config.json): under "
+                                 "--strategy multiworker every worker must see the run folder, on storage they "
+                                 "share at the same path")
+        config = prepare_config(config, resume, {**(given or {}), "strategy": "multiworker"})
+    else:
+        config = prepare_config(config, resume, given, new_folder_check=task is None)
+        if config.strategy == "multiworker" and task is None:      # resuming a multiworker run
+            task = read_tf_config()
+        strategy = make_strategy(config.strategy, config.replicas)
+    if task is None:
+        _check_export_target(config, overwrite)
+        return _train(config, strategy, resume, verbose)
+    scratch = None
+    try:
+        if task.is_chief:
+            if not resume:
+                _refuse_existing_run(config)
+            _check_export_target(config, overwrite)
+            return _train(config, strategy, resume, verbose, multiworker=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"vampkeras-{task.task_type}{task.index}-"))
+        local = dataclasses.replace(config, run_dir=str(scratch / "run"), export_dir=str(scratch / "export"))
+        if resume:
+            _copy_run(Path(config.run_dir), Path(local.run_dir))
+        result = _train(local, strategy, resume, verbose, multiworker=True)
+        return dataclasses.replace(result, run_dir=Path(config.run_dir), export_dir=Path(config.export_dir),
+                                   is_chief=False)
+    except tf.errors.OpError as error:
+        if not is_peer_failure(error):
+            raise
+        logger.info("the collective operations were aborted: %s", error.message)
+        raise WorkerLost(_lost_worker_message(error, task, Path(config.run_dir))) from None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _lost_worker_message(error, task: ClusterTask, run_dir: Path) -> str:
+    saved = checkpoints.epoch_checkpoints(run_dir / "checkpoints")
+    if saved:
+        restart = (f"The last complete checkpoint (epoch {saved[-1][0]}) is in {run_dir / 'checkpoints'}: start "
+                   "every worker again with the same command plus --resume")
+    elif (run_dir / "config.json").is_file():
+        restart = "No epoch was complete: start every worker again with the same command plus --resume"
+    else:
+        restart = "No epoch was complete: start every worker again with the same command"
+    return (f"{lost_peer(error, task)} of the multiworker cluster stopped responding ({failure_reason(error)}: it "
+            f"stopped, crashed or became unreachable; its own output may say why), so {task.name} stopped too. "
+            + restart)
+
+
+def _refuse_existing_run(config: RunConfig) -> None:
+    if (Path(config.run_dir) / "config.json").exists():
+        raise VampkerasError(f"the run folder {config.run_dir} already holds a run; pass --resume to continue it, "
+                             "or choose another --run-dir")
+
+
+def _copy_run(source: Path, target: Path) -> None:
+    """A non-chief worker's private copy of the run to resume: config and checkpoints (not the
+    half-written temporaries of an interrupted save)."""
+    try:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*.tmp", "logs", "figures"))
+    except (OSError, shutil.Error) as error:
+        raise VampkerasError(f"cannot read the run folder {source} to resume it: {error}; under --strategy "
+                             "multiworker every worker must see the run folder (shared storage)") from None
+
+
+def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool = False) -> TrainResult:
     dataset = load_dataset(config.dataset, config.data_dir, config.max_examples)
     config.resolve(dataset.spec).validate()
     run_dir = Path(config.run_dir)
@@ -256,17 +357,22 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
             checkpoints.atomic_write_text(run_dir / "config.json", config.to_json())
     except OSError as error:
         raise VampkerasError(f"cannot write the run folder {run_dir}: {error.strerror}") from None
-
-    strategy = make_strategy(config.strategy, config.replicas)
-    if config.deterministic and not config.jit:
-        # (Keras silently turns XLA off when op determinism is on, so --jit runs without it)
+    if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    if config.jit and strategy.num_replicas_in_sync > 1:
+        logger.warning("--jit is ignored with several replicas (mirrored or multiworker); they run in graph mode")
     steps = math.ceil(len(dataset.train) / config.batch_size)
     with strategy.scope():
         model = build_model(config, dataset.spec, dataset.train)
         optimizer = optimizers.build(config.optimizer, config.lr)
-        model.compile(optimizer=optimizer, jit_compile=use_xla(config, strategy),
-                      steps_per_execution=steps_per_execution(steps))
+        if multiworker:
+            rank_one_step_outputs(model)
+        # (Keras' loop over several steps per call fails to trace under MultiWorkerMirroredStrategy:
+        # "You must feed a value for placeholder tensor", from the cross-worker check for a next batch)
+        # the model XLA-compiles its own step (model.jit), leaving the noise to graph mode: Keras' jit_compile
+        # would compile the noise too (another random stream) and is off under op determinism
+        model.compile(optimizer=optimizer, jit_compile=False,
+                      steps_per_execution=1 if multiworker else steps_per_execution(steps))
         optimizer.build(model.trainable_variables)
     state = (checkpoints.restore_latest(run_dir / "checkpoints", model, optimizer) if resume else None) or fresh_state()
     state["best_val_loss"] = float(state["best_val_loss"])
@@ -276,8 +382,9 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
         train_data, _ = training_batches(dataset.train, config.batch_size, config.seed, state["epoch"],
                                          binarize=dataset.spec.binarization == "dynamic")
         keeper = RunKeeper(config, run_dir, state, steps, len(dataset.train), test_images)
-        model.fit(train_data, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"],
-                  validation_data=evaluation_batches(dataset.validation, config.batch_size),
+        model.fit(shard_by_data(train_data), steps_per_epoch=steps, epochs=config.epochs,
+                  initial_epoch=state["epoch"],
+                  validation_data=shard_by_data(evaluation_batches(dataset.validation, config.batch_size)),
                   callbacks=[keeper], verbose=verbose, shuffle=False)
         if keeper.diverged_at is not None:
             epoch, step = keeper.diverged_at

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-# --no-jit for both: mirrored replicas run in graph mode, and XLA draws another (equally valid) noise stream
+# --no-jit for both: mirrored replicas run in graph mode, so the one-device run is compared in the same mode
 OPTIONS = ["--epochs", "2", "--warmup", "2", "--max-examples", "400", "--components", "20", "--image-every", "0",
            "--no-jit", "--quiet"]
 
