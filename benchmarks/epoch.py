@@ -38,12 +38,14 @@ def main():
     parser.add_argument("--strategy", default="default", help="default | mirrored")
     parser.add_argument("--replicas", type=int, default=None, help="logical CPU devices for mirrored")
     parser.add_argument("--max-examples", type=int, default=None)
+    parser.add_argument("--jit", type=int, choices=[0, 1], default=None, help="default: the model's own default")
     parser.add_argument("--steps-per-execution", type=int, default=None,
                         help="default: what `vampkeras train` uses")
     args = parser.parse_args()
     strategy = make_strategy(args.strategy, args.replicas)
     data = load_dataset(args.dataset, args.data_dir, args.max_examples)
-    config = RunConfig(dataset=args.dataset, model=args.model, prior=args.prior).resolve(data.spec)
+    config = RunConfig(dataset=args.dataset, model=args.model, prior=args.prior,
+                       jit=None if args.jit is None else bool(args.jit)).resolve(data.spec)
     steps = -(-len(data.train) // args.batch_size)
     with strategy.scope():
         model = build_model(config, data.spec, data.train)
@@ -75,7 +77,7 @@ def main():
         record.update(bare_step_examples_per_second=round(bare_rate, 1),
                       pipeline_over_bare=round(pipeline_rate / bare_rate, 3))
     report({"benchmark": "epoch", "dataset": args.dataset, "model": args.model, "prior": args.prior,
-            "strategy": args.strategy, "replicas": strategy.num_replicas_in_sync,
+            "strategy": args.strategy, "replicas": strategy.num_replicas_in_sync, "jit": model.jit,
             "examples": count, **record})
 
 
