@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/reproduce.sh [train|evaluate|all]     (default: all)
 #
-# Settings (environment): EPOCHS (50), WARMUP (10), JOBS (2 runs or evaluations at once, one CPU thread each),
+# Settings (environment): VAE_EPOCHS (50), HVAE_EPOCHS (30), WARMUP (10), JOBS (2 rows at once, one CPU thread each),
 # DATASET (static_mnist), DATA_DIR (../shared/data), OUT (runs/reproduce), VAMPKERAS (.venv/bin/vampkeras).
 # Everything else is the paper's (§5.1): batch 100, lr 5e-4, Adam on normalized gradients, 40 latent units,
 # gated layers of 300, K = 500 pseudo-inputs / components, patience 50 after the warm-up.
@@ -13,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
-EPOCHS=${EPOCHS:-50}
+VAE_EPOCHS=${VAE_EPOCHS:-50}
+HVAE_EPOCHS=${HVAE_EPOCHS:-30}
 WARMUP=${WARMUP:-10}
 JOBS=${JOBS:-2}
 DATASET=${DATASET:-static_mnist}
@@ -21,14 +22,16 @@ DATA_DIR=${DATA_DIR:-../shared/data}
 OUT=${OUT:-runs/reproduce}
 VAMPKERAS=${VAMPKERAS:-.venv/bin/vampkeras}
 ROWS=("vae standard" "vae vampprior" "hvae standard" "hvae mog" "hvae vampprior-data" "hvae vampprior")
-export OUT DATASET DATA_DIR EPOCHS WARMUP VAMPKERAS
+LONGEST_FIRST=("hvae vampprior" "hvae vampprior-data" "hvae mog" "vae vampprior" "hvae standard" "vae standard")
+export OUT DATASET DATA_DIR VAE_EPOCHS HVAE_EPOCHS WARMUP VAMPKERAS
 mkdir -p "$OUT"
 
 train_one() {   # $1 model, $2 prior
-  local run="$OUT/$DATASET-$1-$2" resume=()
+  local run="$OUT/$DATASET-$1-$2" resume=() epochs=$VAE_EPOCHS
+  [ "$1" = hvae ] && epochs=$HVAE_EPOCHS
   [ -f "$run/config.json" ] && resume=(--resume)
   TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 "$VAMPKERAS" train "${resume[@]}" --dataset "$DATASET" \
-    --data-dir "$DATA_DIR" --model "$1" --prior "$2" --epochs "$EPOCHS" --warmup "$WARMUP" --run-dir "$run" \
+    --data-dir "$DATA_DIR" --model "$1" --prior "$2" --epochs "$epochs" --warmup "$WARMUP" --run-dir "$run" \
     --export "$run-model" --quiet >> "$run.train.log" 2>&1
 }
 
@@ -40,12 +43,13 @@ evaluate_one() {   # $1 model, $2 prior
 }
 export -f train_one evaluate_one
 
-if [ "$STAGE" = train ] || [ "$STAGE" = all ]; then
-  printf '%s\n' "${ROWS[@]}" | xargs -P "$JOBS" -L 1 bash -c 'train_one "$0" "$1"'
-fi
-if [ "$STAGE" = evaluate ] || [ "$STAGE" = all ]; then
-  printf '%s\n' "${ROWS[@]}" | xargs -P "$JOBS" -L 1 bash -c 'evaluate_one "$0" "$1"'
-fi
+case "$STAGE" in
+  train) step=train_one ;;
+  evaluate) step=evaluate_one ;;
+  all) step='train_one "$0" "$1" && evaluate_one' ;;          # a row is scored as soon as it is trained
+  *) echo "usage: $0 [train|evaluate|all]" >&2; exit 2 ;;
+esac
+printf '%s\n' "${LONGEST_FIRST[@]}" | xargs -P "$JOBS" -L 1 bash -c "$step"' "$0" "$1"'
 # the table's numbers: training seconds = the sum of history.csv's per-epoch seconds, evaluation seconds and
 # the rest from each run's evaluation.json
 for row in "${ROWS[@]}"; do
