@@ -15,7 +15,28 @@ LIKELIHOODS = ("bernoulli", "discretized_logistic")
 NUM_BINS = 256
 
 
-class IndependentBernoulli(tfd.Distribution):
+class PixelDistribution(tfd.Distribution):
+    """Base of the observation models: independent pixels along the last axis of ``pixel_parameter``
+    (..., D), so event shape (D,) and batch shape ``pixel_parameter.shape[:-1]``."""
+
+    @property
+    def pixel_parameter(self):
+        raise NotImplementedError
+
+    def _event_shape(self):
+        return self.pixel_parameter.shape[-1:]
+
+    def _event_shape_tensor(self):
+        return tf.shape(self.pixel_parameter)[-1:]
+
+    def _batch_shape(self):
+        return self.pixel_parameter.shape[:-1]
+
+    def _batch_shape_tensor(self):
+        return tf.shape(self.pixel_parameter)[:-1]
+
+
+class IndependentBernoulli(PixelDistribution):
     """Independent Bernoulli pixels with logits l (..., D); event shape (D,).
 
     ``log_prob(x)`` = Σ_d x_d·l_d − softplus(l_d) for x in [0, 1] (binary data, or grey values as soft
@@ -39,17 +60,9 @@ class IndependentBernoulli(tfd.Distribution):
     def logits(self):
         return self._logits
 
-    def _event_shape(self):
-        return self._logits.shape[-1:]
-
-    def _event_shape_tensor(self):
-        return tf.shape(self._logits)[-1:]
-
-    def _batch_shape(self):
-        return self._logits.shape[:-1]
-
-    def _batch_shape_tensor(self):
-        return tf.shape(self._logits)[:-1]
+    @property
+    def pixel_parameter(self):
+        return self._logits
 
     def _log_prob(self, x):
         # x·log σ(l) + (1 − x)·log σ(−l) = x·l − softplus(l)
@@ -69,7 +82,7 @@ def bernoulli(logits) -> tfd.Distribution:
     return IndependentBernoulli(logits)
 
 
-class DiscretizedLogistic(tfd.Distribution):
+class DiscretizedLogistic(PixelDistribution):
     """Pixels in 256 bins [k/256, (k+1)/256), each with a logistic density of mean μ and scale s integrated
     over the bin (Kingma et al. 2016; the paper's Frey Faces / Histopathology likelihood). The edge bins are
     open — bin 0 takes (−∞, 1/256), bin 255 takes [255/256, ∞) — so the 256 probabilities sum to one.
@@ -90,17 +103,9 @@ class DiscretizedLogistic(tfd.Distribution):
         return dict(loc=parameter_properties.ParameterProperties(event_ndims=1),
                     log_scale=parameter_properties.ParameterProperties(event_ndims=1))
 
-    def _event_shape(self):
-        return self._loc.shape[-1:]
-
-    def _event_shape_tensor(self):
-        return tf.shape(self._loc)[-1:]
-
-    def _batch_shape(self):
-        return self._loc.shape[:-1]
-
-    def _batch_shape_tensor(self):
-        return tf.shape(self._loc)[:-1]
+    @property
+    def pixel_parameter(self):
+        return self._loc
 
     def pixel_log_probs(self, x):
         """log P(bin of x) per pixel: x (..., D) → (..., D)."""
