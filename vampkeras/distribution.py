@@ -17,8 +17,8 @@ from vampkeras.errors import ConfigError, VampkerasError
 logger = logging.getLogger(__name__)
 
 # Stateless random numbers with an explicit algorithm, so that graph-mode draws do not depend on the device.
-# (XLA's compiled generator still draws another stream from the same seed: an XLA-compiled run and a
-# graph-mode run are equal in distribution, not number for number.)
+# (XLA's compiled generator would draw another stream from the same seed, so the models draw their noise in
+# graph mode and XLA-compile only what follows: see vampkeras.models.base.)
 RNG_ALGORITHM = "philox"
 
 TF_CONFIG = "TF_CONFIG"

@@ -114,12 +114,17 @@ class LatentVariableModel(keras.Model):
         log_px, log_pz, log_qz = self.log_density_terms_given_noise(x, noise, prior_parameters)
         return log_px + log_pz - log_qz
 
+    def elbo_terms_given_noise(self, x, noise, prior_parameters):
+        """Single-sample ``(reconstruction, kl)``, each (B,), for the one draw per example that ``noise``
+        (1, B, M) makes: −log p(x|z) and log q(z|x) − log p(z)."""
+        log_px, log_pz, log_qz = self.log_density_terms_given_noise(x, noise, prior_parameters)
+        return -log_px[0], log_qz[0] - log_pz[0]
+
     def elbo_terms(self, x, seed, prior_parameters=None):
         """Single-sample ``(reconstruction, kl)``, each (B,): −log p(x|z) and log q(z|x) − log p(z)."""
         if prior_parameters is None:
             prior_parameters = self.prior_parameters()
-        log_px, log_pz, log_qz = self.log_density_terms(x, 1, prior_parameters, as_seed(seed))
-        return -log_px[0], log_qz[0] - log_pz[0]
+        return self.elbo_terms_given_noise(x, self.draw_noise(1, tf.shape(x)[0], as_seed(seed)), prior_parameters)
 
     def log_importance_weights(self, x, num_samples, prior_parameters, seed):
         """log p(x, z_s) − log q(z_s|x) for s = 1..S: (S, B). The noise is drawn in graph mode and the
@@ -178,8 +183,7 @@ class LatentVariableModel(keras.Model):
         # Keras sums the replicas' gradients: scale so that the sum is the global batch's mean gradient
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            log_px, log_pz, log_qz = self.log_density_terms_given_noise(x, noise, self.prior_parameters())
-            reconstruction, kl = -log_px[0], log_qz[0] - log_pz[0]
+            reconstruction, kl = self.elbo_terms_given_noise(x, noise, self.prior_parameters())
             loss = tf.reduce_mean(reconstruction + self.beta * kl)
             scaled_loss = loss / replicas
         return loss, reconstruction, kl, tape.gradient(scaled_loss, self.trainable_variables)
@@ -194,7 +198,7 @@ class LatentVariableModel(keras.Model):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         noise = self.draw_noise(1, tf.shape(x)[0], self._step_seed())
         if tf.distribute.get_strategy().num_replicas_in_sync == 1:
-            # forward, backward and update in one XLA cluster when self.jit (25-30% faster here, benchmarks/)
+            # forward, backward and update in one XLA cluster when self.jit (faster here: benchmarks/README.md)
             loss, reconstruction, kl = self._compiled("update", self.apply_update)(x, noise)
         else:
             # replicas: graph mode (the update merges across replicas, which XLA clusters cannot do)
