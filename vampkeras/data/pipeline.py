@@ -7,6 +7,19 @@ import math
 import numpy as np
 import tensorflow as tf
 
+# Fixed parallelism instead of tf.data's AUTOTUNE: with autotuning on, deleting an iterator waits for the
+# autotuner's next wake-up (10 ms, 20 ms, 40 ms, ... after the iterator was made), which made a 5 s epoch
+# take 10.24 s in about half the runs of benchmarks/epoch.py (benchmarks/README.md). The per-batch work is a
+# gather and a uniform draw, which two threads and two batches ahead keep well ahead of the train step.
+PARALLEL_CALLS = 2
+PREFETCH_BATCHES = 2
+
+
+def _fixed_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
 
 def training_batches(images: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0,
                      binarize: bool = True) -> tuple[tf.data.Dataset, int]:
@@ -33,13 +46,13 @@ def training_batches(images: np.ndarray, batch_size: int, seed: int, first_epoch
                 x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=batch_seed, alg="philox") < x, tf.float32)
             return x
 
-        return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return batches.map(gather, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
 
     dataset = tf.data.Dataset.range(first_epoch, first_epoch + 1_000_000).flat_map(one_epoch)
-    return dataset.prefetch(tf.data.AUTOTUNE), steps
+    return _fixed_options(dataset.prefetch(PREFETCH_BATCHES)), steps
 
 
 def evaluation_batches(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """Fixed images (already binarized where needed) in order, (B, D) float32."""
-    return tf.data.Dataset.from_tensor_slices(np.asarray(images, dtype=np.float32)).batch(batch_size).prefetch(
-        tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(images, dtype=np.float32)).batch(batch_size)
+    return _fixed_options(dataset.prefetch(PREFETCH_BATCHES))
