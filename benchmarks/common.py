@@ -28,6 +28,20 @@ def timed(function, *args, repeats: int = 20, warmup: int = 3) -> float:
     return times[len(times) // 2]
 
 
+def train_steps_per_call(model, count: int):
+    """A tf.function running ``count`` train steps of ``model`` per call, as ``model.fit`` does with
+    ``steps_per_execution``: step i trains on ``batches[i % len(batches)]`` of a (N, B, D) stack; returns
+    the running loss."""
+
+    @tf.function
+    def run(batches):
+        for i in tf.range(count):
+            model.train_step(batches[i % tf.shape(batches)[0]])
+        return model.loss_tracker.result()
+
+    return run
+
+
 def matmul_flops_per_second(size: int = 2048, repeats: int = 20) -> float:
     """FLOP/s of one large dense float32 matmul (size x size) @ (size x size), measured now."""
     a = tf.random.normal([size, size])

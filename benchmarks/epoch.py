@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from common import report
+from common import report, train_steps_per_call
 
 import tensorflow as tf  # noqa: E402
 
@@ -75,13 +75,7 @@ def main():
             (rng.uniform(size=(args.batch_size, data.spec.num_pixels))
              < data.train[i * args.batch_size:(i + 1) * args.batch_size].mean()).astype("float32")
             for i in range(per_call)]))
-
-        @tf.function
-        def steps_on_memory(batches):
-            for i in tf.range(per_call):
-                model.train_step(batches[i])
-            return model.loss_tracker.result()
-
+        steps_on_memory = train_steps_per_call(model, per_call)
         steps_on_memory(batches)
         calls = max(1, steps // per_call)
 

@@ -5,8 +5,8 @@
 For VAE and HVAE with the standard prior and the VampPrior: the compiled train step (forward, backward
 and the Adam-normgrad update) on a fixed binary batch, ``--steps-per-call`` steps per graph call as
 ``vampkeras train`` runs them (``--steps-per-call 1`` adds the Python dispatch of every step), with the
-forward pass, backward pass and update in plain graph mode or XLA-compiled (the model's ``jit`` switch; the noise is always drawn in graph mode), timed
-alternately in the same process; its matmul FLOPs (forward and backward; the update has none) are counted
+forward pass, backward pass and update in plain graph mode or XLA-compiled (the model's ``jit`` switch; the
+noise is always drawn in graph mode), timed alternately in the same process; its matmul FLOPs (forward and backward; the update has none) are counted
 from the graph. Prints one JSON line.
 """
 
@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from common import graph_matmul_flops, matmul_flops_per_second, report, timed
+from common import graph_matmul_flops, matmul_flops_per_second, report, timed, train_steps_per_call
 
 import tensorflow as tf  # noqa: E402  (after common sets the environment)
 
@@ -44,21 +44,14 @@ def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, compone
     steps = {}
     for mode in ("graph", "xla"):          # the model's jit switch
         model.jit = mode == "xla"
-
-        @tf.function
-        def steps_in_one_call(x):          # as `model.fit` runs them (steps_per_execution)
-            for _ in tf.range(steps_per_call):
-                model.train_step(x)
-            return model.loss_tracker.result()
-
-        steps[mode] = steps_in_one_call
-        steps[mode](x)                     # trace with this setting
+        steps[mode] = train_steps_per_call(model, steps_per_call)
+        steps[mode](x[None])               # trace with this setting
     plain = tf.function(lambda x: model.loss_and_gradients(x, model.draw_noise(1, batch_size, tf.constant([0, 0]))))
     flops, unknown = graph_matmul_flops(plain.get_concrete_function(x))
     seconds = {mode: [] for mode in steps}
     for _ in range(3):                                      # alternate, so both see the same machine load
         for mode, step in steps.items():
-            seconds[mode].append(timed(step, x, repeats=max(3, 15 // steps_per_call)) / steps_per_call)
+            seconds[mode].append(timed(step, x[None], repeats=max(3, 15 // steps_per_call)) / steps_per_call)
     return {mode: min(values) for mode, values in seconds.items()}, flops, unknown
 
 
