@@ -438,6 +438,46 @@ def test_adam_normgrad_normalises_each_gradient_tensor_every_step():
         np.testing.assert_allclose(value, np_adam(sequence, 0.01), rtol=1e-5, atol=1e-7)
 
 
+def run_fused(optimizer, gradient_sequences, compiled: bool):
+    """:func:`optimizers.apply_gradients` on the same inputs as :func:`run_optimizer`."""
+    variables = [keras.Variable(np.zeros_like(g[0], np.float32)) for g in gradient_sequences]
+    optimizer.build(variables)
+    def update(gradients):
+        optimizers.apply_gradients(optimizer, gradients, variables)
+
+    update = tf.function(update) if compiled else update
+    for step in range(len(gradient_sequences[0])):
+        update([tf.constant(seq[step], tf.float32) for seq in gradient_sequences])
+    assert int(optimizer.iterations.numpy()) == len(gradient_sequences[0])
+    return [v.numpy().astype(np.float64) for v in variables]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("name", ["adam-normgrad", "adam"])
+def test_fused_adam_update_matches_keras_and_the_reference(name, compiled):
+    rng = np.random.default_rng(23)
+    scales = [1.0, 20.0, 0.05, 3.0, 0.5]
+    first = [s * rng.normal(size=(30, 40)) for s in scales]
+    second = [s * rng.normal(0.0, 7.0, size=(50,)) for s in reversed(scales)]
+    fused = run_fused(optimizers.build(name, 0.01), [first, second], compiled)
+    keras_update = run_optimizer(optimizers.build(name, 0.01), [first, second])
+    for got, keras_value, sequence in zip(fused, keras_update, (first, second)):
+        if name == "adam-normgrad":
+            sequence = [g / (np.linalg.norm(g) + 1e-7) for g in sequence]
+        np.testing.assert_allclose(got, np_adam(sequence, 0.01), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(got, keras_value, rtol=1e-5, atol=1e-7)
+
+
+def test_fused_adam_update_falls_back_to_keras_for_other_settings():
+    rng = np.random.default_rng(24)
+    sequence = [rng.normal(size=(6,)) * 100 for _ in range(3)]
+    clipped = keras.optimizers.Adam(learning_rate=0.01, clipvalue=0.5)
+    assert not optimizers._fusable(clipped, [keras.Variable(np.zeros(6, np.float32))])
+    got = run_fused(clipped, [sequence], compiled=False)[0]
+    np.testing.assert_allclose(got, np_adam([np.clip(g, -0.5, 0.5) for g in sequence], 0.01), rtol=1e-5, atol=1e-7)
+    assert not optimizers._fusable(optimizers.build("adam-normgrad", 0.01), [])        # not built yet
+
+
 def test_optimizer_factory():
     assert isinstance(optimizers.build("adam-normgrad", 1e-3), optimizers.AdamNormGrad)
     adam = optimizers.build("adam", 2e-3)
@@ -465,25 +505,36 @@ def test_xla_and_graph_log_likelihood_agree_for_the_same_seed(model_kind):
 
 @pytest.mark.parametrize("model_kind, prior", [("vae", "vampprior"), ("hvae", "standard")])
 def test_xla_train_steps_equal_graph_mode_steps_and_repeat_exactly(model_kind, prior):
-    """The XLA-compiled step (forward, backward and Adam-normgrad update; the default) and the plain graph
-    step draw the same noise: same losses and weights after a few steps, to float rounding; and two XLA runs
-    from the same start are identical (op determinism)."""
+    """The default step (forward and backward XLA-compiled, then the fused Adam-normgrad kernel), the plain
+    graph-mode step and a reference step with Keras' own optimizer update draw the same noise: same losses
+    and weights after a few steps, to float rounding; and two XLA runs from the same start are identical
+    (op determinism)."""
     x = tf.constant(binary_batch(16, seed=23))
 
-    def run(jit):
+    def reference_step(model, x):
+        noise = model.draw_noise(1, tf.shape(x)[0], model._step_seed())
+        loss, reconstruction, kl, gradients = model.loss_and_gradients(x, noise)
+        model.optimizer.apply(gradients, model.trainable_variables)
+        return model._update_trackers(loss, reconstruction, kl)        # running means, as train_step's
+
+    def run(jit, reference=False):
         model = compiled(make_model(prior, model=model_kind))
         model.optimizer.build(model.trainable_variables)
+        assert optimizers._fusable(model.optimizer, model.trainable_variables)   # train_step takes the fused path
         model.jit = jit
-        step = tf.function(model.train_step)
+        step = tf.function(lambda x: reference_step(model, x)) if reference else tf.function(model.train_step)
         losses = [float(step(x)["loss"]) for _ in range(4)]
         return losses, [w.numpy() for w in model.trainable_weights]
 
+    reference_losses, reference_weights = run(False, reference=True)
     graph_losses, graph_weights = run(False)
     xla_losses, xla_weights = run(True)
     again_losses, again_weights = run(True)
     assert np.all(np.isfinite(graph_losses)) and graph_losses[-1] < graph_losses[0]
+    np.testing.assert_allclose(graph_losses, reference_losses, rtol=1e-5)
     np.testing.assert_allclose(xla_losses, graph_losses, rtol=1e-4)
-    for a, b in zip(xla_weights, graph_weights):
+    for a, b, c in zip(xla_weights, graph_weights, reference_weights):
+        np.testing.assert_allclose(b, c, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
     assert again_losses == xla_losses
     for a, b in zip(again_weights, xla_weights):
