@@ -5,7 +5,8 @@
 #   bash benchmarks/reproduce.sh [train|evaluate|all]     (default: all)
 #
 # Settings (environment): VAE_EPOCHS (50), HVAE_EPOCHS (30), WARMUP (10), JOBS (2 rows at once, one CPU thread each),
-# DATASET (static_mnist), DATA_DIR (../shared/data), OUT (runs/reproduce), VAMPKERAS (.venv/bin/vampkeras).
+# DATASET (static_mnist), DATA_DIR (../shared/data), OUT (runs/reproduce), VAMPKERAS (.venv/bin/vampkeras),
+# ONLY (an extended regular expression on "model prior": only the rows it matches, e.g. ONLY='^vae ').
 # Everything else is the paper's (§5.1): batch 100, lr 5e-4, Adam on normalized gradients, 40 latent units,
 # gated layers of 300, K = 500 pseudo-inputs / components, patience 50 after the warm-up.
 # The script can be stopped and started again: a run that exists is resumed (a finished one is left as it
@@ -21,6 +22,7 @@ DATASET=${DATASET:-static_mnist}
 DATA_DIR=${DATA_DIR:-../shared/data}
 OUT=${OUT:-runs/reproduce}
 VAMPKERAS=${VAMPKERAS:-.venv/bin/vampkeras}
+ONLY=${ONLY:-.}
 ROWS=("vae standard" "vae vampprior" "hvae standard" "hvae mog" "hvae vampprior-data" "hvae vampprior")
 LONGEST_FIRST=("hvae vampprior" "hvae vampprior-data" "hvae mog" "vae vampprior" "hvae standard" "vae standard")
 export OUT DATASET DATA_DIR VAE_EPOCHS HVAE_EPOCHS WARMUP VAMPKERAS
@@ -49,10 +51,11 @@ case "$STAGE" in
   all) step='train_one "$0" "$1" && evaluate_one' ;;          # a row is scored as soon as it is trained
   *) echo "usage: $0 [train|evaluate|all]" >&2; exit 2 ;;
 esac
-printf '%s\n' "${LONGEST_FIRST[@]}" | xargs -P "$JOBS" -L 1 bash -c "$step"' "$0" "$1"'
+printf '%s\n' "${LONGEST_FIRST[@]}" | { grep -E -- "$ONLY" || true; } | xargs -r -P "$JOBS" -L 1 bash -c "$step"' "$0" "$1"'
 # the table's numbers: training seconds = the sum of history.csv's per-epoch seconds, evaluation seconds and
 # the rest from each run's evaluation.json
 for row in "${ROWS[@]}"; do
+  grep -qE -- "$ONLY" <<< "$row" || continue
   set -- $row
   run="$OUT/$DATASET-$1-$2"
   [ -f "$run/evaluation.json" ] || continue
