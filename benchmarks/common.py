@@ -50,6 +50,19 @@ def matmul_flops_per_second(size: int = 2048, repeats: int = 20) -> float:
     return 2.0 * size ** 3 / timed(matmul, a, b, repeats=repeats)
 
 
+def copy_bytes_per_second(megabytes: int = 64, repeats: int = 20) -> float:
+    """Memory bandwidth, bytes/s, of a large float32 scale-and-assign in graph mode (``y ← 0.5·y``: one
+    read and one write per element, spread over the CPU's threads), measured now."""
+    variable = tf.Variable(tf.random.normal([megabytes * 2 ** 20 // 4]))
+
+    @tf.function
+    def scale():
+        variable.assign(0.5 * variable, read_value=False)
+        return tf.constant(0)
+
+    return 2.0 * megabytes * 2 ** 20 / timed(scale, repeats=repeats)
+
+
 def _matmul_flops(op) -> int | None:
     a, b = op.inputs[0].shape, op.inputs[1].shape
     if not (a.is_fully_defined() and b.is_fully_defined()):

@@ -5,9 +5,10 @@
 For VAE and HVAE with the standard prior and the VampPrior: the compiled train step (forward, backward
 and the Adam-normgrad update) on a fixed binary batch, ``--steps-per-call`` steps per graph call as
 ``vampkeras train`` runs them (``--steps-per-call 1`` adds the Python dispatch of every step), with the
-forward pass, backward pass and update in plain graph mode or XLA-compiled (the model's ``jit`` switch; the
-noise is always drawn in graph mode), timed alternately in the same process; its matmul FLOPs (forward and backward; the update has none) are counted
-from the graph. Prints one JSON line.
+forward and backward pass in plain graph mode or XLA-compiled (the model's ``jit`` switch; the noise is
+always drawn, and the fused Adam update always runs, in graph mode), timed alternately in the same process,
+and the XLA forward and backward pass alone (``xla_gradients_only``: the step less its update). Matmul FLOPs
+(forward and backward; the update has none) are counted from the graph. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ import dataclasses
 
 import numpy as np
 
-from common import graph_matmul_flops, matmul_flops_per_second, report, timed, train_steps_per_call
+from common import (copy_bytes_per_second, graph_matmul_flops, matmul_flops_per_second, report, timed,
+                    train_steps_per_call)
 
 import tensorflow as tf  # noqa: E402  (after common sets the environment)
 
 from vampkeras import optimizers  # noqa: E402
 from vampkeras.config import RunConfig  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
+
+
+UPDATE_BYTES_PER_PARAMETER = 40
 
 
 @dataclasses.dataclass
@@ -33,8 +38,40 @@ class MnistSpec:
     likelihood: str = "bernoulli"
 
 
+def gradients_per_call(model, count: int):
+    """Like ``train_steps_per_call`` with the XLA step, but stopping at the gradients: no optimizer update
+    (what the step would cost if the update were free)."""
+    gradients = model._compiled("gradients", model.loss_and_gradients)
+
+    @tf.function
+    def run(batches):
+        total = tf.constant(0.0)
+        for i in tf.range(count):
+            noise = model.draw_noise(1, tf.shape(batches)[1], model._step_seed())
+            loss, _, _, _ = gradients(batches[i % tf.shape(batches)[0]], noise)
+            total += loss
+        return total
+
+    return run
+
+
+def updates_per_call(model, count: int):
+    """``count`` Adam-normgrad updates of all trainable variables with fixed gradients, as the train step
+    makes them (``optimizers.apply_gradients``), per graph call."""
+    gradients = [tf.random.stateless_normal(v.shape, seed=[0, i]) for i, v in enumerate(model.trainable_variables)]
+
+    @tf.function
+    def run(batches):
+        for _ in tf.range(count):
+            optimizers.apply_gradients(model.optimizer, gradients, model.trainable_variables)
+        return model.optimizer.iterations
+
+    return run
+
+
 def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, components: int, steps_per_call: int):
-    """({"graph": s, "xla": s} per step, matmul FLOPs per step, ops without static shapes)."""
+    """({"graph": s, "xla": s, "xla_gradients_only": s, "update_only": s} per step, matmul FLOPs per step, ops without static
+    shapes, trainable parameters)."""
     config = RunConfig(model=model_name, prior=prior, num_components=components, pseudo_init_mean=0.05,
                        pseudo_init_std=0.01)
     model = build_model(config, MnistSpec())
@@ -46,13 +83,18 @@ def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, compone
         model.jit = mode == "xla"
         steps[mode] = train_steps_per_call(model, steps_per_call)
         steps[mode](x[None])               # trace with this setting
+    steps["xla_gradients_only"] = gradients_per_call(model, steps_per_call)    # the step less its Adam update
+    steps["xla_gradients_only"](x[None])
+    steps["update_only"] = updates_per_call(model, steps_per_call)              # the Adam update alone
+    steps["update_only"](x[None])
     plain = tf.function(lambda x: model.loss_and_gradients(x, model.draw_noise(1, batch_size, tf.constant([0, 0]))))
     flops, unknown = graph_matmul_flops(plain.get_concrete_function(x))
     seconds = {mode: [] for mode in steps}
     for _ in range(3):                                      # alternate, so both see the same machine load
         for mode, step in steps.items():
             seconds[mode].append(timed(step, x[None], repeats=max(3, 15 // steps_per_call)) / steps_per_call)
-    return {mode: min(values) for mode, values in seconds.items()}, flops, unknown
+    parameters = sum(int(np.prod(variable.shape)) for variable in model.trainable_variables)
+    return {mode: min(values) for mode, values in seconds.items()}, flops, unknown, parameters
 
 
 def main():
@@ -63,22 +105,28 @@ def main():
                         help="train steps per graph call, as `vampkeras train` runs them (10 for 500 steps/epoch)")
     args = parser.parse_args()
     reference = matmul_flops_per_second()
+    bandwidth = copy_bytes_per_second()
     results = {}
     for model_name in ("vae", "hvae"):
         for prior in ("standard", "vampprior"):
-            seconds, flops, unknown = step_seconds_and_flops(model_name, prior, args.batch_size, args.components,
+            seconds, flops, unknown, parameters = step_seconds_and_flops(model_name, prior, args.batch_size, args.components,
                                                              args.steps_per_call)
             results[f"{model_name}/{prior}"] = {
-                "gflop": round(flops / 1e9, 4), "ops_without_static_shape": unknown,
+                "gflop": round(flops / 1e9, 4), "ops_without_static_shape": unknown, "parameters": parameters,
                 **{f"{mode}_step_ms": round(value * 1e3, 3) for mode, value in seconds.items()},
                 **{f"{mode}_fraction_of_matmul": round(flops / value / reference, 3)
-                   for mode, value in seconds.items()}}
+                   for mode, value in seconds.items() if mode != "update_only"},
+                # the update streams ~40 bytes per parameter: the gradient norm reads g (4), the division
+                # reads g and writes g/‖g‖ (8), the Adam kernel reads it, m, v and θ and writes m, v, θ (28)
+                "update_only_fraction_of_copy_bandwidth": round(
+                    UPDATE_BYTES_PER_PARAMETER * parameters / seconds["update_only"] / bandwidth, 3)}
         for mode in ("graph", "xla"):
             results[f"{model_name}/{mode}_vampprior_over_standard_time"] = round(
                 results[f"{model_name}/vampprior"][f"{mode}_step_ms"]
                 / results[f"{model_name}/standard"][f"{mode}_step_ms"], 2)
     report({"benchmark": "train_step", "batch_size": args.batch_size, "steps_per_call": args.steps_per_call,
-            "components": args.components, "matmul_gflops": round(reference / 1e9, 1), **results})
+            "components": args.components, "matmul_gflops": round(reference / 1e9, 1),
+            "copy_gbytes_per_second": round(bandwidth / 1e9, 1), **results})
 
 
 if __name__ == "__main__":
