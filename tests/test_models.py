@@ -476,6 +476,13 @@ def test_fused_adam_update_falls_back_to_keras_for_other_settings():
     got = run_fused(clipped, [sequence], compiled=False)[0]
     np.testing.assert_allclose(got, np_adam([np.clip(g, -0.5, 0.5) for g in sequence], 0.01), rtol=1e-5, atol=1e-7)
     assert not optimizers._fusable(optimizers.build("adam-normgrad", 0.01), [])        # not built yet
+    # a variable the loss does not reach (no gradient) is left alone, as Keras' apply does
+    optimizer = optimizers.build("adam", 0.01)
+    used, unused = keras.Variable(np.zeros(6, np.float32)), keras.Variable(np.ones(3, np.float32))
+    optimizer.build([used, unused])
+    optimizers.apply_gradients(optimizer, [tf.constant(sequence[0], tf.float32), None], [used, unused])
+    np.testing.assert_allclose(used.numpy(), np_adam(sequence[:1], 0.01), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(unused.numpy(), np.ones(3))
 
 
 def test_optimizer_factory():

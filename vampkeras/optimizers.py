@@ -51,8 +51,9 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables)
     m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε). AdamNormGrad's
     gradients are normalized first. Call it in graph mode, outside an XLA cluster (inside one, XLA would
     compile the kernel back into separate passes)."""
-    variables = list(variables)
-    if not _fusable(optimizer, variables):
+    variables, gradients = list(variables), list(gradients)
+    if not _fusable(optimizer, variables) or any(gradient is None for gradient in gradients):
+        # Keras' apply also handles a variable the loss does not reach (no gradient): it skips it, with a warning
         optimizer.apply(gradients, variables)
         return
     if isinstance(optimizer, AdamNormGrad):
