@@ -70,8 +70,8 @@ def updates_per_call(model, count: int):
 
 
 def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, components: int, steps_per_call: int):
-    """({"graph": s, "xla": s, "xla_gradients_only": s, "update_only": s} per step, matmul FLOPs per step, ops without static
-    shapes, trainable parameters)."""
+    """({"graph": s, "xla": s, "xla_gradients_only": s, "update_only": s} per step, matmul FLOPs per step,
+    ops without static shapes, trainable parameters)."""
     config = RunConfig(model=model_name, prior=prior, num_components=components, pseudo_init_mean=0.05,
                        pseudo_init_std=0.01)
     model = build_model(config, MnistSpec())
@@ -109,8 +109,8 @@ def main():
     results = {}
     for model_name in ("vae", "hvae"):
         for prior in ("standard", "vampprior"):
-            seconds, flops, unknown, parameters = step_seconds_and_flops(model_name, prior, args.batch_size, args.components,
-                                                             args.steps_per_call)
+            seconds, flops, unknown, parameters = step_seconds_and_flops(
+                model_name, prior, args.batch_size, args.components, args.steps_per_call)
             results[f"{model_name}/{prior}"] = {
                 "gflop": round(flops / 1e9, 4), "ops_without_static_shape": unknown, "parameters": parameters,
                 **{f"{mode}_step_ms": round(value * 1e3, 3) for mode, value in seconds.items()},
