@@ -62,9 +62,13 @@ def main(verbose):
 @click.option("--overwrite", is_flag=True, help="Allow --export into a folder that already holds a model.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--jit/--no-jit", default=None,
-              help="XLA-compile the train step and the log-likelihood [default: on, but for pixelhvae, as "
-                   "measured fastest on CPU in benchmarks/]; both modes draw the same noise and give the same "
+              help="XLA-compile the train step and the log-likelihood, or run them in graph mode [default: "
+                   "whichever measures faster on this device, timed on the first run of a model shape and "
+                   "cached in $VAMPKERAS_CACHE/tuning.json]; both modes draw the same noise and give the same "
                    "numbers. Several replicas always run in graph mode.")
+@click.option("--mixed-precision", is_flag=True,
+              help="Train with float16 layers (Keras' mixed_float16: float32 weights and densities, dynamic loss "
+                   "scaling), for GPUs' tensor cores; slower on a CPU. The SavedModel computes in float32.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="default", show_default=True,
               help="tf.distribute strategy: one device; MirroredStrategy over the local GPUs (or over "
                    "--replicas logical CPU devices); or MultiWorkerMirroredStrategy over the machines in the "
@@ -108,9 +112,13 @@ def train(ctx, overwrite, resume, quiet, **options):
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False), default=None,
               help="Write the log-likelihood histogram and active-units figure here [default for a run "
                    "folder: RUN/figures, where evaluation.json is saved too].")
+@click.option("--mixed-precision", is_flag=True,
+              help="Score a run folder with float16 layers (faster on GPUs; the densities stay float32). "
+                   "Measured within 0.1 nat of float32 (benchmarks/README.md).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_dir, json_path, figures_dir, quiet):
+def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_dir, json_path, figures_dir,
+             mixed_precision, quiet):
     """Test log-likelihood (importance sampling, paper §5.2), ELBO and active units of a run folder or
     SavedModel PATH."""
     from vampkeras.checkpoints import atomic_write_text
@@ -118,7 +126,8 @@ def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_d
 
     summary, _ = run_evaluation(path, dataset=dataset, split=split, num_samples=num_samples,
                                 batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,
-                                progress=Progress("evaluating", quiet), figures_dir=figures_dir)
+                                progress=Progress("evaluating", quiet), figures_dir=figures_dir,
+                                mixed_precision=mixed_precision)
     text = json.dumps(summary, indent=2)
     click.echo(text)
     if json_path:

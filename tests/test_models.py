@@ -502,9 +502,9 @@ def test_xla_and_graph_log_likelihood_agree_for_the_same_seed(model_kind):
     and give the same estimate; both equal the float64 numpy reference for the VAE (tests above)."""
     model = make_model(model=model_kind)
     x = binary_batch(6, seed=11)
-    model.jit = True
+    model.evaluation_jit = True
     compiled = model.log_likelihood(x, 40, seed=4, chunk_size=16).numpy()
-    model.jit = False
+    model.evaluation_jit = False
     plain = model.log_likelihood(x, 40, seed=4, chunk_size=16).numpy()
     assert np.all(np.isfinite(plain))
     np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-4)
@@ -528,7 +528,7 @@ def test_xla_train_steps_equal_graph_mode_steps_and_repeat_exactly(model_kind, p
         model = compiled(make_model(prior, model=model_kind))
         model.optimizer.build(model.trainable_variables)
         assert optimizers._fusable(model.optimizer, model.trainable_variables)   # train_step takes the fused path
-        model.jit = jit
+        model.train_jit = jit
         step = tf.function(lambda x: reference_step(model, x)) if reference else tf.function(model.train_step)
         losses = [float(step(x)["loss"]) for _ in range(4)]
         return losses, [w.numpy() for w in model.trainable_weights]

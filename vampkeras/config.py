@@ -21,6 +21,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 MODEL_FIELDS = (
     "dataset", "model", "prior", "num_components", "pseudo_init", "weighted", "pseudo_init_mean", "pseudo_init_std",
     "latent_dim", "hidden_units", "max_examples", "seed", "batch_size", "optimizer", "lr", "warmup",
+    "mixed_precision",
 )
 
 
@@ -53,7 +54,8 @@ class RunConfig:
     data_dir: str | None = None
     run_dir: str | None = None
     export_dir: str | None = None
-    jit: bool | None = None          # None: each model's measured default (XLA but for PixelHVAE)
+    jit: bool | None = None          # None: graph mode or XLA, whichever measures faster here (vampkeras.tuning)
+    mixed_precision: bool = False    # train with float16 layers (float32 variables and densities, loss scaling)
     keep_checkpoints: int = 3
     image_every: int = 10
     deterministic: bool = True

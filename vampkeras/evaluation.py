@@ -8,6 +8,7 @@ SavedModel (its signatures alone; vampkeras' own code is not needed). Both go th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from vampkeras import checkpoints, export
+from vampkeras import checkpoints, export, tuning
 from vampkeras.config import RunConfig
 from vampkeras.data.registry import check_values
 from vampkeras.errors import DataError, VampkerasError
@@ -37,13 +38,14 @@ class Scorer:
     module: object              # the ExportModule or the loaded SavedModel
 
 
-def _from_run_folder(path: Path) -> Scorer:
+def _from_run_folder(path: Path, mixed_precision: bool = False) -> Scorer:
     from vampkeras.data import DATASETS
     from vampkeras.models import build_model
 
     config = RunConfig.from_json((path / "config.json").read_text())
     spec = DATASETS[config.dataset]
-    model = build_model(config, spec, train_images=np.zeros([config.num_components, spec.num_pixels], np.float32))
+    model = build_model(config, spec, train_images=np.zeros([config.num_components, spec.num_pixels], np.float32),
+                        mixed_precision=mixed_precision)
     best = path / "checkpoints" / checkpoints.BEST_WEIGHTS
     if best.is_file():
         checkpoints.load(best, model)
@@ -51,10 +53,16 @@ def _from_run_folder(path: Path) -> Scorer:
         raise VampkerasError(f"the run folder {path} has no checkpoint to evaluate yet")
     module = export.ExportModule(model, config.to_json())
     parameters = model.prior_parameters()           # the K pseudo-input encodings: once per evaluation
-    log_prob = tf.function(module.log_prob_given_prior)
+
+    @functools.cache
+    def compiled_log_prob():
+        tuning.tune_evaluation(model, config.jit)   # on first use: graph mode or XLA, the faster on this device
+        return tf.function(module.log_prob_given_prior)
+
     return Scorer(
         config=config, image_shape=tuple(model.image_shape),
-        log_prob=lambda x, s: log_prob(tf.constant(x), tf.constant(s, tf.int32), parameters)["log_likelihood"].numpy(),
+        log_prob=lambda x, s: compiled_log_prob()(tf.constant(x), tf.constant(s, tf.int32),
+                                                  parameters)["log_likelihood"].numpy(),
         elbo=lambda x: {k: v.numpy() for k, v in module.elbo(tf.constant(x)).items()},
         latent_means=lambda x: {k: v.numpy() for k, v in module.latent_means(tf.constant(x)).items()},
         module=module)
@@ -80,13 +88,18 @@ def _from_saved_model(path: Path) -> Scorer:
         module=loaded)
 
 
-def load_scorer(path) -> Scorer:
-    """A :class:`Scorer` for a run folder or a SavedModel folder."""
+def load_scorer(path, mixed_precision: bool = False) -> Scorer:
+    """A :class:`Scorer` for a run folder or a SavedModel folder. It computes in float32, or with
+    ``mixed_precision`` (run folders only) its layers in float16 (faster on GPUs; the densities and the
+    log-sum-exp stay float32)."""
     path = Path(path)
     if export.is_saved_model(path):
+        if mixed_precision:
+            raise VampkerasError(f"{path} is a SavedModel, whose functions compute in float32; --mixed-precision "
+                                 "scores a run folder")
         return _from_saved_model(path)
     if (path / "config.json").is_file():
-        return _from_run_folder(path)
+        return _from_run_folder(path, mixed_precision)
     raise VampkerasError(f"{path} is neither a run folder (no config.json) nor a SavedModel (no saved_model.pb)")
 
 
@@ -135,8 +148,9 @@ def score(scorer: Scorer, images: np.ndarray, num_samples: int, batch_size: int 
 def evaluate(path, dataset: str | None = None, split: str = "test", num_samples: int = 5000,
              batch_size: int = 100, max_examples: int | None = None, data_dir=None,
              progress: Callable[[int, int], None] | None = None,
-             figures_dir=None) -> tuple[dict, dict[str, np.ndarray]]:
-    """Score a run folder or SavedModel on a dataset split.
+             figures_dir=None, mixed_precision: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
+    """Score a run folder or SavedModel on a dataset split (a run folder with ``mixed_precision``: its
+    layers in float16, see :func:`load_scorer`).
 
     Returns the summary ``{"dataset", "split", "num_examples", "num_samples", "log_likelihood", "elbo",
     "reconstruction", "kl", "active_units", "seconds"}`` (means over examples, in nats; active units per
@@ -150,7 +164,7 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
 
     if split not in ("train", "validation", "test"):
         raise VampkerasError(f"unknown split {split!r}; choose train, validation or test")
-    scorer = load_scorer(path)
+    scorer = load_scorer(path, mixed_precision)
     name = dataset or scorer.config.dataset
     data = load_dataset(name, data_dir, max_examples)
     images = data.split(split)
@@ -159,6 +173,7 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
     started = time.perf_counter()
     values = score(scorer, images, num_samples, batch_size, progress)
     summary = {"dataset": name, "split": split, "num_examples": int(len(images)), "num_samples": int(num_samples),
+               "precision": "mixed_float16" if mixed_precision else "float32",
                **{key: float(np.mean(v)) for key, v in values.items() if not key.startswith("latent_means/")},
                "active_units": {key.split("/", 1)[1]: active_units(v) for key, v in values.items()
                                 if key.startswith("latent_means/")},

@@ -60,7 +60,9 @@ class GaussianHead(keras.layers.Layer):
         self.log_var = keras.layers.Dense(self.latent_dim, name="log_var")
 
     def call(self, inputs):
-        return self.mean(inputs), ops.clip(self.log_var(inputs), self.log_var_min, self.log_var_max)
+        # float32 out whatever the compute precision (mixed precision): the densities are computed in float32
+        mean = ops.cast(self.mean(inputs), "float32")
+        return mean, ops.clip(ops.cast(self.log_var(inputs), "float32"), self.log_var_min, self.log_var_max)
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim,
@@ -139,7 +141,7 @@ class MaskedConv2D(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
 
     def call(self, inputs):
-        return ops.conv(inputs, self.kernel * self.mask, padding="same") + self.bias
+        return ops.conv(inputs, self.kernel * ops.cast(self.mask, self.kernel.dtype), padding="same") + self.bias
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,

@@ -73,10 +73,14 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables)
     optimizer.iterations.assign_add(1)
 
 
-def build(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """``"adam-normgrad"`` (the paper's default) or ``"adam"``."""
+def build(name: str, learning_rate: float, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+    """``"adam-normgrad"`` (the paper's default) or ``"adam"``; with ``loss_scaling`` (float16 training),
+    wrapped in Keras' dynamic ``LossScaleOptimizer``: the train step multiplies the loss by the scale, the
+    update divides the gradients by it and skips a step whose gradients overflowed (then halves the scale)."""
     if name == "adam-normgrad":
-        return AdamNormGrad(learning_rate=learning_rate)
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+        optimizer = AdamNormGrad(learning_rate=learning_rate)
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer

@@ -33,7 +33,7 @@ def _number(value) -> str:
 
 def _matching_evaluation(path: Path, dataset: str, num_samples: int, num_examples: int) -> dict | None:
     """The summary saved in ``evaluation.json`` if it scored the whole requested test set (the same dataset
-    and number of examples) with at least ``num_samples`` importance samples; else None."""
+    and number of examples) with at least ``num_samples`` importance samples, in float32; else None."""
     if not path.is_file():
         return None
     try:
@@ -45,6 +45,7 @@ def _matching_evaluation(path: Path, dataset: str, num_samples: int, num_example
         return None
     matches = (stored.get("dataset") == dataset and stored.get("split") == "test"
                and stored.get("num_examples") == num_examples and stored.get("num_samples", 0) >= num_samples
+               and stored.get("precision", "float32") == "float32"
                and isinstance(stored.get("log_likelihood"), (int, float)))
     return stored if matches else None
 

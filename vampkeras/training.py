@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vampkeras import checkpoints, export, optimizers
+from vampkeras import checkpoints, export, optimizers, tuning
 from vampkeras.config import MODEL_FIELDS, RunConfig
 from vampkeras.data import load_dataset
 from vampkeras.data.pipeline import evaluation_batches, training_batches
@@ -238,20 +238,27 @@ def _check_export_target(config: RunConfig, overwrite: bool) -> None:
                          "or pass --overwrite")
 
 
-def _export_best(model, config: RunConfig, run_dir: Path, require_best: bool = False) -> bool:
+def _export_best(model, config: RunConfig, run_dir: Path, spec, require_best: bool = False):
     """Export the best weights seen so far; without them, the current weights unless ``require_best``
-    (then nothing is exported and False returned)."""
+    (then nothing is exported and None returned). Returns the exported model: ``model`` itself, or for a
+    mixed-precision run a float32 copy of it (the SavedModel computes in float32)."""
     best = run_dir / "checkpoints" / checkpoints.BEST_WEIGHTS
     if best.is_file():
         checkpoints.load(best, model)
     elif require_best:
-        return False
+        return None
+    exported = model
+    if config.mixed_precision:
+        exported = build_model(config, spec, np.zeros([config.num_components, spec.num_pixels], np.float32),
+                               mixed_precision=False)
+        exported.set_weights(model.get_weights())
+        tuning.tune_evaluation(exported, config.jit)
     try:
-        export.export(model, config.to_json(), config.export_dir, overwrite=True)
+        export.export(exported, config.to_json(), config.export_dir, overwrite=True)
     except OSError as error:
         raise VampkerasError(f"cannot write the SavedModel to {config.export_dir}: {error.strerror or error}; "
                              f"the run folder {run_dir} is intact") from None
-    return True
+    return exported
 
 
 def _write_final_figures(model, config: RunConfig, run_dir: Path, test_images) -> None:
@@ -359,21 +366,28 @@ def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool
         raise VampkerasError(f"cannot write the run folder {run_dir}: {error.strerror}") from None
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
+    if config.mixed_precision and not tf.config.list_logical_devices("GPU"):
+        logger.warning("--mixed-precision on a CPU: float16 is computed in software there, slower than float32 "
+                       "(it is meant for GPUs)")
     if config.jit and strategy.num_replicas_in_sync > 1:
         logger.warning("--jit is ignored with several replicas (mirrored or multiworker); they run in graph mode")
     steps = math.ceil(len(dataset.train) / config.batch_size)
     with strategy.scope():
         model = build_model(config, dataset.spec, dataset.train)
-        optimizer = optimizers.build(config.optimizer, config.lr)
+        optimizer = optimizers.build(config.optimizer, config.lr, loss_scaling=config.mixed_precision)
         if multiworker:
             rank_one_step_outputs(model)
         # (Keras' loop over several steps per call fails to trace under MultiWorkerMirroredStrategy:
         # "You must feed a value for placeholder tensor", from the cross-worker check for a next batch)
-        # the model XLA-compiles its own step (model.jit), leaving the noise to graph mode: Keras' jit_compile
+        # the model XLA-compiles its own step (model.train_jit), leaving the noise to graph mode: Keras' jit_compile
         # would compile the noise too (another random stream) and is off under op determinism
         model.compile(optimizer=optimizer, jit_compile=False,
                       steps_per_execution=1 if multiworker else steps_per_execution(steps))
         optimizer.build(model.trainable_variables)
+    if strategy.num_replicas_in_sync == 1:
+        # graph mode or XLA, and the evaluation's chunk rows: the fastest on this device (cached per machine)
+        tuning.tune_training(model, config.batch_size, config.jit)
+        tuning.tune_evaluation(model, config.jit)
     state = (checkpoints.restore_latest(run_dir / "checkpoints", model, optimizer) if resume else None) or fresh_state()
     state["best_val_loss"] = float(state["best_val_loss"])
 
@@ -388,16 +402,16 @@ def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool
                   callbacks=[keeper], verbose=verbose, shuffle=False)
         if keeper.diverged_at is not None:
             epoch, step = keeper.diverged_at
-            exported = _export_best(model, config, run_dir, require_best=True)
+            exported = _export_best(model, config, run_dir, dataset.spec, require_best=True) is not None
             raise TrainingDiverged(
                 f"the training loss became NaN/Inf in epoch {epoch}, step {step}; the last good checkpoint "
                 f"(epoch {state['epoch']}) is kept in {run_dir / 'checkpoints'}"
                 + (f" and the best model so far is exported to {config.export_dir}" if exported else "")
                 + ". Try a lower --lr.")
 
-    _export_best(model, config, run_dir)
+    exported = _export_best(model, config, run_dir, dataset.spec)
     if config.image_every:
-        _write_final_figures(model, config, run_dir, test_images)
+        _write_final_figures(exported, config, run_dir, test_images)
     return TrainResult(run_dir=run_dir, export_dir=Path(config.export_dir), epochs_trained=state["epoch"],
                        best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
                        stopped_early=state["stopped_early"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from vampkeras.models.base import LatentVariableModel, as_seed
@@ -9,7 +11,12 @@ from vampkeras.models.hvae import HierarchicalVAE
 from vampkeras.models.vae import VAE
 from vampkeras.priors import MixtureOfGaussiansPrior, Prior, StandardNormalPrior, VampPrior
 
-__all__ = ["LatentVariableModel", "VAE", "HierarchicalVAE", "as_seed", "build_prior", "build_model"]
+__all__ = ["LatentVariableModel", "VAE", "HierarchicalVAE", "as_seed", "build_prior", "build_model",
+           "MIXED_PRECISION_POLICY"]
+
+# Keras' policy for --mixed-precision: layers compute in float16 (tensor cores on GPUs), variables stay float32;
+# the networks hand float32 to every density (vampkeras.models.networks), and training scales the loss.
+MIXED_PRECISION_POLICY = "mixed_float16"
 
 
 HIERARCHICAL = {"hvae": "mlp", "convhvae": "conv", "pixelhvae": "pixelcnn"}
@@ -44,19 +51,38 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
                      name="prior")
 
 
-def build_model(config, spec, train_images: np.ndarray | None = None) -> LatentVariableModel:
-    """A built (all weights created) model for ``config`` on a dataset ``spec``."""
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Layers constructed inside take Keras' dtype policy ``name`` (each layer keeps the policy it was made
+    with); the global policy is restored afterwards."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def build_model(config, spec, train_images: np.ndarray | None = None,
+                mixed_precision: bool | None = None) -> LatentVariableModel:
+    """A built (all weights created) model for ``config`` on a dataset ``spec``. Its layers compute in
+    float16 (:data:`MIXED_PRECISION_POLICY`) if ``mixed_precision`` (default: ``config.mixed_precision``),
+    else in float32; the weights are float32 either way, so the same checkpoint loads into both."""
     import keras
     keras.utils.set_random_seed(config.seed)
-    prior = build_prior(config, spec, train_images)
-    common = dict(latent_dim=config.latent_dim, hidden_units=config.hidden_units, likelihood=spec.likelihood,
-                  seed=config.seed, name=config.model)
-    if config.model == "vae":
-        model = VAE(spec.image_shape, prior, **common)
-    elif config.model in HIERARCHICAL:
-        model = HierarchicalVAE(spec.image_shape, prior, architecture=HIERARCHICAL[config.model], **common)
-    else:
-        raise ValueError(f"unknown model {config.model!r}")
-    if config.jit is not None:          # None: the model's measured default (see benchmarks/README.md)
-        model.jit = bool(config.jit)
-    return model.build_variables()
+    precision = config.mixed_precision if mixed_precision is None else mixed_precision
+    with _dtype_policy(MIXED_PRECISION_POLICY if precision else "float32"):
+        prior = build_prior(config, spec, train_images)
+        common = dict(latent_dim=config.latent_dim, hidden_units=config.hidden_units, likelihood=spec.likelihood,
+                      seed=config.seed, name=config.model)
+        if config.model == "vae":
+            model = VAE(spec.image_shape, prior, **common)
+        elif config.model in HIERARCHICAL:
+            model = HierarchicalVAE(spec.image_shape, prior, architecture=HIERARCHICAL[config.model], **common)
+        else:
+            raise ValueError(f"unknown model {config.model!r}")
+        if config.jit is not None:          # None: measured on the device at hand (vampkeras.tuning)
+            model.train_jit = model.evaluation_jit = bool(config.jit)
+        return model.build_variables()

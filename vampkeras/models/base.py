@@ -49,11 +49,14 @@ class LatentVariableModel(keras.Model):
         self.image_shape = tuple(int(s) for s in image_shape)
         self.num_pixels = math.prod(self.image_shape)
         self.run_seed = int(seed)
-        # rows (samples × examples) per importance-sampling chunk; conv models lower it to bound memory
+        # Rows (samples × examples) per importance-sampling chunk: conv models lower it to bound memory.
+        # Whether the train step's forward and backward pass (``train_jit``) and the evaluation's log-densities
+        # (``evaluation_jit``) run XLA-compiled or in graph mode; both give the same numbers to float rounding
+        # (the noise is always drawn in graph mode). These are the defaults until :mod:`vampkeras.tuning`
+        # measures the faster on the device at hand.
         self.evaluation_rows = 5_000
-        # XLA-compile the log-density terms (evaluation) and the train step's forward, backward and update
-        # (one device); the noise is always drawn in graph mode. Measured faster here: benchmarks/README.md
-        self.jit = True
+        self.train_jit = True
+        self.evaluation_jit = True
         self.beta = self.add_weight(name="beta", shape=(), initializer=keras.initializers.Constant(1.0),
                                     trainable=False)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -101,13 +104,13 @@ class LatentVariableModel(keras.Model):
         noise = self.draw_noise(num_samples, tf.shape(x)[0], as_seed(seed))
         return self.log_density_terms_given_noise(x, noise, prior_parameters)
 
-    def _compiled(self, name, function):
-        """``function`` as a tf.function, XLA-compiled when ``self.jit``; built once per model and kept off
-        Keras' attribute tracking."""
-        key = f"_compiled_{name}_{self.jit}"
+    def _compiled(self, name, function, jit: bool):
+        """``function`` as a tf.function, XLA-compiled when ``jit``; built once per model and setting, and
+        kept off Keras' attribute tracking."""
+        key = f"_compiled_{name}_{bool(jit)}"
         compiled = self.__dict__.get(key)
         if compiled is None:
-            compiled = tf.function(function, jit_compile=self.jit)
+            compiled = tf.function(function, jit_compile=bool(jit))
             object.__setattr__(self, key, compiled)
         return compiled
 
@@ -130,9 +133,9 @@ class LatentVariableModel(keras.Model):
 
     def log_importance_weights(self, x, num_samples, prior_parameters, seed):
         """log p(x, z_s) − log q(z_s|x) for s = 1..S: (S, B). The noise is drawn in graph mode and the
-        densities run XLA-compiled when ``self.jit``."""
+        densities run XLA-compiled when ``self.evaluation_jit``."""
         noise = self.draw_noise(num_samples, tf.shape(x)[0], as_seed(seed))
-        weights = self._compiled("weights", self.log_importance_weights_given_noise)
+        weights = self._compiled("weights", self.log_importance_weights_given_noise, self.evaluation_jit)
         return weights(x, noise, {name: tf.convert_to_tensor(value) for name, value in prior_parameters.items()})
 
     def log_likelihood(self, x, num_samples, seed, prior_parameters=None, chunk_size: int = 500):
@@ -181,22 +184,27 @@ class LatentVariableModel(keras.Model):
     def loss_and_gradients(self, x, noise):
         """One training step's ``(loss, reconstruction, kl, gradients)`` for the draws that ``noise`` makes:
         loss = mean over the batch of reconstruction + β·kl, gradients with respect to the trainable
-        variables of this replica's share of the global loss."""
+        variables of this replica's share of the global loss (times the optimizer's loss scale, if it has
+        one: mixed precision; its update divides it out)."""
         # Keras sums the replicas' gradients: scale so that the sum is the global batch's mean gradient
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             reconstruction, kl = self.elbo_terms_given_noise(x, noise, self.prior_parameters())
             loss = tf.reduce_mean(reconstruction + self.beta * kl)
             scaled_loss = loss / replicas
+            optimizer = getattr(self, "optimizer", None)            # None before compile()
+            if optimizer is not None:
+                scaled_loss = optimizer.scale_loss(scaled_loss)
         return loss, reconstruction, kl, tape.gradient(scaled_loss, self.trainable_variables)
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         noise = self.draw_noise(1, tf.shape(x)[0], self._step_seed())
         if tf.distribute.get_strategy().num_replicas_in_sync == 1:
-            # forward and backward in one XLA cluster when self.jit, then the fused Adam kernel in graph mode
-            # (faster than both XLA's and Keras' per-variable update here: benchmarks/README.md)
-            loss, reconstruction, kl, gradients = self._compiled("gradients", self.loss_and_gradients)(x, noise)
+            # forward and backward in one XLA cluster when self.train_jit, then the fused Adam kernel in graph
+            # mode (faster than both XLA's and Keras' per-variable update: benchmarks/README.md)
+            gradients_function = self._compiled("gradients", self.loss_and_gradients, self.train_jit)
+            loss, reconstruction, kl, gradients = gradients_function(x, noise)
             optimizers.apply_gradients(self.optimizer, gradients, self.trainable_variables)
         else:
             # replicas: Keras' own update, which sums the gradients across replicas before it

@@ -58,8 +58,8 @@ class HierarchicalVAE(LatentVariableModel):
         self.prior = prior
         if architecture != "mlp":
             self.evaluation_rows = 2_000        # IS chunk rows: bounded memory for the conv activations
-        # XLA's masked convolutions ran ~1.7x slower than graph mode here (IS evaluation); the others faster
-        self.jit = architecture != "pixelcnn"
+        # XLA's masked convolutions ran ~1.7x slower than graph mode on CPU (IS evaluation); the others faster
+        self.train_jit = self.evaluation_jit = architecture != "pixelcnn"
 
     def prior_parameters(self):
         return self.prior.parameters(self.q_z2)

@@ -3,7 +3,8 @@
 Images enter flattened, (N, D) with D = H·W (row-major); conv networks reshape to (N, H, W, 1) inside.
 Gaussian networks return ``(mean, log_var)``, each (N, M), log-variance clipped to [-6, 2]. Decoders
 return the likelihood's outputs (N, outputs_per_pixel · D), grouped per output kind (all means, then all
-log-scales), in the pixels' row-major order.
+log-scales), in the pixels' row-major order. Outputs are float32 even when the layers compute in float16
+(mixed precision): every density is computed in float32.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class DecoderMLP(keras.layers.Layer):
     def call(self, z):
         for layer in self.hidden:
             z = layer(z)
-        return self.out(z)
+        return ops.cast(self.out(z), "float32")
 
 
 class ConvFeatures(keras.layers.Layer):
@@ -125,7 +126,7 @@ class JointDecoder(keras.layers.Layer):
 
     def call(self, z1, z2, x=None):
         h = ops.concatenate([self.z1_features(z1), self.z2_features(z2)], axis=-1)
-        return self.out(self.joint(h))
+        return ops.cast(self.out(self.joint(h)), "float32")
 
 
 class ConvDecoder(keras.layers.Layer):
@@ -148,7 +149,7 @@ class ConvDecoder(keras.layers.Layer):
         h = to_images(h, self.image_shape)
         for layer in self.convs:
             h = layer(h)
-        return from_channels(self.out(h), self.num_pixels)
+        return ops.cast(from_channels(self.out(h), self.num_pixels), "float32")
 
 
 class PixelCNNDecoder(keras.layers.Layer):
@@ -173,4 +174,4 @@ class PixelCNNDecoder(keras.layers.Layer):
                              to_images(self.z2_features(z2), self.image_shape)], axis=-1)
         for layer in self.masked:
             h = ops.relu(layer(h))
-        return from_channels(self.out(h), self.num_pixels)
+        return ops.cast(from_channels(self.out(h), self.num_pixels), "float32")
