@@ -3,7 +3,7 @@
     python benchmarks/epoch.py [--dataset dynamic_mnist] [--data-dir ../shared/data] [--prior vampprior]
                                [--strategy mirrored --replicas 2]
 
-Both run the same model and train step with `vampkeras train`'s defaults (XLA, steps per execution): the
+Both run the same model and train step with `vampkeras train`'s defaults (the measured mode, steps per call): the
 first through ``model.fit`` on the real pipeline (shuffle, gather, on-the-fly binarization, prefetch), the
 epochs of one ``fit`` call timed from start to end as `vampkeras train` runs them, the second calling the
 compiled step on batches already in memory, as many steps per graph call as ``model.fit`` runs, after each
@@ -22,7 +22,7 @@ from common import report, train_steps_per_call
 
 import tensorflow as tf  # noqa: E402
 
-from vampkeras import optimizers  # noqa: E402
+from vampkeras import optimizers, tuning  # noqa: E402
 from vampkeras.config import RunConfig  # noqa: E402
 from vampkeras.data import load_dataset  # noqa: E402
 from vampkeras.data.pipeline import training_batches  # noqa: E402
@@ -83,7 +83,7 @@ def main():
     parser.add_argument("--strategy", default="default", help="default | mirrored")
     parser.add_argument("--replicas", type=int, default=None, help="logical CPU devices for mirrored")
     parser.add_argument("--max-examples", type=int, default=None)
-    parser.add_argument("--jit", type=int, choices=[0, 1], default=None, help="default: the model's own default")
+    parser.add_argument("--jit", type=int, choices=[0, 1], default=None, help="default: measured (vampkeras.tuning)")
     parser.add_argument("--repeats", type=int, default=6, help="epochs timed (each way); the fastest counts")
     parser.add_argument("--steps-per-execution", type=int, default=None,
                         help="default: what `vampkeras train` uses")
@@ -98,6 +98,8 @@ def main():
         model.compile(optimizer=optimizers.build(config.optimizer, config.lr), jit_compile=False,
                       steps_per_execution=args.steps_per_execution or steps_per_execution(steps))
         model.optimizer.build(model.trainable_variables)
+    if strategy.num_replicas_in_sync == 1:
+        tuning.tune_training(model, args.batch_size, config.jit)           # as `vampkeras train` does
     count = len(data.train)
 
     dataset, steps = training_batches(data.train, args.batch_size, config.seed,
@@ -120,7 +122,7 @@ def main():
     record["pipeline_seconds_each_repeat"] = [round(p, 2) for p in timer.pipeline]
     record["pipeline_examples_per_second"] = round(pipeline_rate, 1)
     report({"benchmark": "epoch", "dataset": args.dataset, "model": args.model, "prior": args.prior,
-            "strategy": args.strategy, "replicas": strategy.num_replicas_in_sync, "jit": model.jit,
+            "strategy": args.strategy, "replicas": strategy.num_replicas_in_sync, "jit": model.train_jit,
             "examples": count, **record})
 
 
