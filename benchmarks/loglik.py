@@ -1,13 +1,13 @@
 """Speed and memory of the S-sample importance-sampled log-likelihood (paper §5.2) for the VAE + VampPrior.
 
-    python benchmarks/loglik.py [--samples 5000] [--examples 100] [--memory-samples 5000 20000]
+    python benchmarks/loglik.py [--samples 5000] [--examples 100] [--memory-samples 5000 20000] [--mixed-precision]
 
 Prints one JSON line: seconds per test image for S samples in graph mode and XLA-compiled (timed
 alternately), the mode :mod:`vampkeras.tuning` picks on this machine (``default_mode``, what `vampkeras
-evaluate` runs), the achieved matmul FLOP/s as a fraction of a dense 2048² matmul measured in every round
-(its fastest round counts, as each mode's does), and the peak resident memory of a fresh process scoring
-``--examples`` images with each S in ``--memory-samples`` (it must not grow with S or with the number of
-images: scoring works through 100 images × (5000 / 100) samples at a time).
+evaluate` runs), the achieved matmul FLOP/s as a fraction of a dense matmul measured in every round (its
+fastest round counts, as each mode's does), and the peak memory (resident, and on a GPU the device's) of a
+fresh process scoring ``--examples`` images with each S in ``--memory-samples`` (it must not grow with S or
+with the number of images: scoring works through 100 images × (5000 / 100) samples at a time).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ class MnistSpec:
     likelihood: str = "bernoulli"
 
 
-def build(components: int):
+def build(components: int, mixed_precision: bool = False):
     config = RunConfig(model="vae", prior="vampprior", num_components=components, pseudo_init_mean=0.05,
-                       pseudo_init_std=0.01)
+                       pseudo_init_std=0.01, mixed_precision=mixed_precision)
     model = build_model(config, MnistSpec())
     return model, ExportModule(model, config.to_json())
 
@@ -50,15 +50,20 @@ def images(count: int) -> tf.Tensor:
     return tf.constant((np.random.default_rng(0).uniform(size=(count, 28, 28)) < 0.13).astype("float32"))
 
 
-def peak_memory_mb(samples: int, examples: int, components: int) -> float:
-    """Peak RSS (MB, the kernel's VmHWM) of a fresh process that builds the model and scores ``examples``
-    images with S = ``samples``."""
+def peak_memory_mb(samples: int, examples: int, components: int, mixed_precision: bool) -> dict:
+    """Peak memory (MB) of a fresh process that builds the model and scores ``examples`` images with
+    S = ``samples``: {"rss": the kernel's VmHWM[, "gpu": TensorFlow's peak on GPU:0]}."""
     code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r}); "
-            f"import loglik, tensorflow as tf; model, module = loglik.build({components}); "
+            f"import common, loglik, tensorflow as tf; model, module = loglik.build({components}, {mixed_precision}); "
             f"module.log_prob(loglik.images({examples}), tf.constant({samples}))['log_likelihood'].numpy(); "
-            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
+            "gpu = tf.config.experimental.get_memory_info('GPU:0')['peak'] if common.has_gpu() else -1; "
+            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1], gpu)")
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return int(done.stdout.strip().splitlines()[-1]) / 1024.0
+    rss_kb, gpu_bytes = done.stdout.strip().splitlines()[-1].split()
+    peaks = {"rss": round(int(rss_kb) / 1024.0, 1)}
+    if int(gpu_bytes) >= 0:
+        peaks["gpu"] = round(int(gpu_bytes) / 2 ** 20, 1)
+    return peaks
 
 
 def main():
@@ -68,11 +73,13 @@ def main():
     parser.add_argument("--components", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3, help="timings per mode, graph and XLA alternately")
     parser.add_argument("--memory-samples", type=int, nargs="*", default=[5000, 20000])
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="float16 layers (the reference matmul in float16 too)")
     args = parser.parse_args()
     # the tuning measures afresh (a private cache), as on a machine where vampkeras has not run yet
     os.environ["VAMPKERAS_CACHE"] = tempfile.mkdtemp(prefix="vampkeras-benchmark-")
-    reference = Reference()
-    model, _ = build(args.components)
+    reference = Reference(mixed_precision=args.mixed_precision)
+    model, _ = build(args.components, args.mixed_precision)
     x = images(args.examples)
     modules = {}
     for mode in ("graph", "xla"):                 # one traced log_prob per mode (the model's evaluation_jit)
@@ -100,7 +107,8 @@ def main():
     batches = -(-args.examples // EXAMPLES_PER_BATCH)
     chunks = -(-args.samples // chunk)
     flops = chunk_flops * chunks * batches * args.examples / (batch * batches)
-    memory = {str(s): round(peak_memory_mb(s, args.examples, args.components), 1) for s in args.memory_samples}
+    memory = {str(s): peak_memory_mb(s, args.examples, args.components, args.mixed_precision)
+              for s in args.memory_samples}
     default = "xla" if tuning.tune_evaluation(model) else "graph"      # what `vampkeras evaluate` picks
     report({"benchmark": "loglik", "samples": args.samples, "examples": args.examples,
             "components": args.components, "rows_per_chunk": chunk * batch, "default_mode": default,
@@ -111,7 +119,8 @@ def main():
             **{f"{mode}_fraction_of_matmul": round(flops / value / reference.best, 3)
                for mode, value in seconds.items()},
             "graph_vs_xla_max_abs_difference": float(np.max(np.abs(values["graph"] - values["xla"]))),
-            **reference.summary(), "ops_without_static_shape": unknown, "peak_rss_mb_by_samples": memory})
+            **reference.summary(), "ops_without_static_shape": unknown, "peak_memory_mb_by_samples": memory,
+            "precision": model.compute_dtype})
 
 
 if __name__ == "__main__":

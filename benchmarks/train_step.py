@@ -1,6 +1,6 @@
 """Train-step speed at the paper's sizes, as a fraction of a dense matmul's FLOP/s measured in the same run.
 
-    python benchmarks/train_step.py [--batch-size 100] [--components 500] [--steps-per-call 10]
+    python benchmarks/train_step.py [--batch-size 100] [--components 500] [--steps-per-call 10] [--mixed-precision]
 
 For VAE and HVAE with the standard prior and the VampPrior: the compiled train step (forward, backward
 and the Adam-normgrad update) on a fixed binary batch, ``--steps-per-call`` steps per graph call as
@@ -74,14 +74,14 @@ def updates_per_call(model, count: int):
 
 
 def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, components: int, steps_per_call: int,
-                           reference: Reference):
+                           reference: Reference, mixed_precision: bool = False):
     """({"graph": s, "xla": s, "xla_gradients_only": s, "update_only": s} per step, matmul FLOPs per step,
     ops without static shapes, trainable parameters, the mode vampkeras.tuning chooses by default). The
     matmul ``reference`` is measured again in every round."""
     config = RunConfig(model=model_name, prior=prior, num_components=components, pseudo_init_mean=0.05,
-                       pseudo_init_std=0.01)
+                       pseudo_init_std=0.01, mixed_precision=mixed_precision)
     model = build_model(config, MnistSpec())
-    model.compile(optimizer=optimizers.build("adam-normgrad", 5e-4))
+    model.compile(optimizer=optimizers.build("adam-normgrad", 5e-4, loss_scaling=mixed_precision))
     model.optimizer.build(model.trainable_variables)
     x = tf.constant((np.random.default_rng(0).uniform(size=(batch_size, 784)) < 0.13).astype("float32"))
     steps = {}
@@ -111,16 +111,20 @@ def main():
     parser.add_argument("--components", type=int, default=500)
     parser.add_argument("--steps-per-call", type=int, default=10,
                         help="train steps per graph call, as `vampkeras train` runs them (10 for 500 steps/epoch)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="float16 layers and loss scaling, as `vampkeras train --mixed-precision` (the "
+                             "reference matmul in float16 too)")
     args = parser.parse_args()
     # the tuning measures afresh (a private cache), as on a machine where vampkeras has not run yet
     os.environ["VAMPKERAS_CACHE"] = tempfile.mkdtemp(prefix="vampkeras-benchmark-")
-    reference = Reference()
+    reference = Reference(mixed_precision=args.mixed_precision)
     bandwidth = max(copy_bytes_per_second() for _ in range(3))
     timings = {}
     for model_name in ("vae", "hvae"):
         for prior in ("standard", "vampprior"):
             timings[f"{model_name}/{prior}"] = step_seconds_and_flops(
-                model_name, prior, args.batch_size, args.components, args.steps_per_call, reference)
+                model_name, prior, args.batch_size, args.components, args.steps_per_call, reference,
+                args.mixed_precision)
     results = {}
     for name, (seconds, flops, unknown, parameters, default) in timings.items():
         results[name] = {
@@ -140,7 +144,7 @@ def main():
                 results[f"{model_name}/vampprior"][f"{mode}_step_ms"]
                 / results[f"{model_name}/standard"][f"{mode}_step_ms"], 2)
     report({"benchmark": "train_step", "batch_size": args.batch_size, "steps_per_call": args.steps_per_call,
-            "components": args.components, **reference.summary(),
+            "components": args.components, "mixed_precision": args.mixed_precision, **reference.summary(),
             "copy_gbytes_per_second": round(bandwidth / 1e9, 1), **results})
 
 
