@@ -117,9 +117,19 @@ class HierarchicalVAE(LatentVariableModel):
             return self.observation(z1, z2).mean()
         count = tf.shape(z1)[0]
         seed = as_seed(seed)
+        height, width = self.image_shape
+        latents = self.p_x.latent_channels(z1, z2)                                        # (N, H, W, 2)
 
         def body(index, pixels, means):
-            distribution = self.observation(z1, z2, pixels)
+            # a pixel's outputs depend on its own row and rows_above rows above it: run the masked stack on
+            # that strip only (~1/3 of the image for 28 rows), not on the whole image
+            row, column = index // width, index % width
+            top = tf.maximum(0, row - self.p_x.rows_above)
+            strip = tf.reshape(pixels, [count, height, width, 1])[:, top:row + 1]
+            outputs = self.p_x.rows_outputs(strip, latents[:, top:row + 1])[:, -1, column]   # (N, outputs)
+            # the pixel's parameters at every position: the distribution then draws the same random numbers
+            # as one over the whole image would, and the pixel takes its own
+            distribution = likelihoods.build(self.likelihood, tf.repeat(outputs, self.num_pixels, axis=-1))
             step_seed = tf.random.experimental.stateless_fold_in(seed, index)
             chosen = tf.one_hot(index, self.num_pixels)                                   # (D,)
             pixels = pixels * (1.0 - chosen) + distribution.sample(seed=step_seed) * chosen

@@ -169,9 +169,25 @@ class PixelCNNDecoder(keras.layers.Layer):
                        for i in range(layers)]
         self.out = keras.layers.Conv2D(outputs_per_pixel, 1, name="outputs")
 
-    def call(self, z1, z2, x):
-        h = ops.concatenate([to_images(x, self.image_shape), to_images(self.z1_features(z1), self.image_shape),
-                             to_images(self.z2_features(z2), self.image_shape)], axis=-1)
+    @property
+    def rows_above(self) -> int:
+        """How many rows above a pixel its outputs depend on: one per masked 3x3 layer."""
+        return sum(layer.kernel_size // 2 for layer in self.masked)
+
+    def latent_channels(self, z1, z2):
+        """z1, z2 (N, M) → (N, H, W, 2): the latents as two image-shaped channels."""
+        return ops.concatenate([to_images(self.z1_features(z1), self.image_shape),
+                                to_images(self.z2_features(z2), self.image_shape)], axis=-1)
+
+    def rows_outputs(self, pixels, latent_channels):
+        """The masked stack on h consecutive image rows: pixels (N, h, W, 1) and their latent channels
+        (N, h, W, 2) → (N, h, W, outputs_per_pixel), float32. Exact for the rows that have at least
+        :attr:`rows_above` rows above them in the slice, or whose slice starts at the image's top row."""
+        h = ops.concatenate([pixels, latent_channels], axis=-1)
         for layer in self.masked:
             h = ops.relu(layer(h))
-        return ops.cast(from_channels(self.out(h), self.num_pixels), "float32")
+        return ops.cast(self.out(h), "float32")
+
+    def call(self, z1, z2, x):
+        outputs = self.rows_outputs(to_images(x, self.image_shape), self.latent_channels(z1, z2))
+        return from_channels(outputs, self.num_pixels)
