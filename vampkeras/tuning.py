@@ -132,15 +132,15 @@ def _remember(key: str, record: dict) -> None:
         logger.warning("could not save the speed measurement in %s: %s", cache_path(), error)
 
 
-def _choose(key: str, measure: Callable[[], dict[str, float]], unit: str) -> tuple[str, dict | None]:
-    """The cached choice for ``key``, or the fastest of ``measure()`` (then cached, with the seconds per
-    ``unit``): (name, seconds or None if cached)."""
+def _choose(key: str, measure: Callable[[], dict[str, float]], per: str) -> tuple[str, dict | None]:
+    """The cached choice for ``key``, or the fastest of ``measure()`` (then cached, with its seconds per
+    ``per``): (name, seconds or None if cached)."""
     cached = _read_cache().get(key)
     if isinstance(cached, dict) and "choice" in cached:
         return cached["choice"], None
     seconds = measure()
     choice = min(seconds, key=seconds.get)
-    _remember(key, {"choice": choice, "seconds": seconds, "per": unit, "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
+    _remember(key, {"choice": choice, "seconds": seconds, "per": per, "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
     return choice, seconds
 
 
@@ -152,6 +152,31 @@ def _example_images(model, batch_size: int) -> tf.Tensor:
     return values
 
 
+def _tune(model, attribute: str, jit: bool | None, workload: str, candidate: Callable[[bool], Callable],
+          what: str, per: str, can_measure: bool = True, restore: Callable[[], None] = lambda: None) -> bool:
+    """Set ``model.<attribute>`` (``train_jit`` or ``evaluation_jit``): to ``jit`` if given; else to the
+    cached choice for this device and ``workload``; else to the faster of ``candidate(False)`` (graph mode)
+    and ``candidate(True)`` (XLA), measured now (then ``restore()``) and cached. Without measuring
+    (``can_measure`` false, or the switch off) the model's default stays. Returns the setting."""
+    if jit is not None:
+        setattr(model, attribute, bool(jit))
+    elif enabled() and can_measure:
+        def measure():
+            try:
+                return seconds_per_call({"graph": candidate(False), "xla": candidate(True)})
+            finally:
+                restore()
+
+        choice, seconds = _choose(f"{device_description()} | {workload}", measure, per)
+        setattr(model, attribute, choice == "xla")
+        if seconds is None:
+            logger.info("speed: %s uses %s (measured earlier on this device, %s)", what, choice, cache_path())
+        else:
+            timings = ", ".join(f"{name} {value * 1e3:.2f}" for name, value in seconds.items())
+            logger.info("speed: %s measured on this device (ms per %s: %s); using %s", what, per, timings, choice)
+    return getattr(model, attribute)
+
+
 def tune_training(model, batch_size: int, jit: bool | None = None) -> bool:
     """Set ``model.train_jit`` to the faster of graph mode and XLA for the model's train step at
     ``batch_size``, unless ``jit`` fixes it; returns the setting.
@@ -160,17 +185,16 @@ def tune_training(model, batch_size: int, jit: bool | None = None) -> bool:
     keeps graph mode from hoisting work out of the loop); every variable of the model, its optimizer and its
     metrics is put back afterwards, so the measurement leaves no trace. Needs a compiled model with a built
     optimizer (else the model's default stays), on one device (several replicas always run graph mode)."""
-    if jit is not None:
-        model.train_jit = bool(jit)
-        return model.train_jit
     optimizer = getattr(model, "optimizer", None)
-    if not enabled() or optimizer is None or not optimizer.built:
-        return model.train_jit
-    batches = tf.stack([_example_images(model, batch_size), 1.0 - _example_images(model, batch_size)])
-    state = [*model.variables, *optimizer.variables, *(v for metric in model.metrics for v in metric.variables)]
-    saved = [variable.numpy() for variable in state]
+    can_measure = optimizer is not None and optimizer.built
+    state = [*model.variables, *(optimizer.variables if can_measure else []),
+             *(v for metric in model.metrics for v in metric.variables)]
+    saved = []
 
     def candidate(jit_compile):
+        if not saved:
+            saved.extend(variable.numpy() for variable in state)
+        batches = tf.stack([_example_images(model, batch_size), 1.0 - _example_images(model, batch_size)])
         model.train_jit = jit_compile                         # read when the step is traced
 
         @tf.function
@@ -182,18 +206,12 @@ def tune_training(model, batch_size: int, jit: bool | None = None) -> bool:
         steps.get_concrete_function()
         return steps
 
-    def measure():
-        try:
-            return seconds_per_call({"graph": candidate(False), "xla": candidate(True)})
-        finally:
-            for variable, value in zip(state, saved):
-                variable.assign(value)
+    def restore():
+        for variable, value in zip(state, saved):
+            variable.assign(value)
 
-    key = f"{device_description()} | {workload_description(model, 'train', batch_size)}"
-    choice, seconds = _choose(key, measure, f"{PROBE_STEPS} train steps")
-    model.train_jit = choice == "xla"
-    _log("train step", choice, seconds, f"ms per {PROBE_STEPS} steps", 1e3)
-    return model.train_jit
+    return _tune(model, "train_jit", jit, workload_description(model, "train", batch_size), candidate,
+                 "train step", f"{PROBE_STEPS} train steps", can_measure, restore)
 
 
 def tune_evaluation(model, jit: bool | None = None) -> bool:
@@ -205,38 +223,17 @@ def tune_evaluation(model, jit: bool | None = None) -> bool:
     change the estimates, not only the speed."""
     from vampkeras.export import EXAMPLES_PER_BATCH
 
-    if jit is not None:
-        model.evaluation_jit = bool(jit)
-        return model.evaluation_jit
-    if not enabled():
-        return model.evaluation_jit
-    x = _example_images(model, EXAMPLES_PER_BATCH)
-    parameters = model.prior_parameters()
-    seed = tf.constant(TIMING_SEED)
     samples_per_chunk = max(1, model.evaluation_rows // EXAMPLES_PER_BATCH)
 
     def candidate(jit_compile):
+        x = _example_images(model, EXAMPLES_PER_BATCH)
+        parameters = model.prior_parameters()
         model.evaluation_jit = jit_compile                    # read when the function is traced
-        function = tf.function(lambda: model.log_likelihood(x, PROBE_CHUNKS * samples_per_chunk, seed, parameters,
-                                                            samples_per_chunk))
+        function = tf.function(lambda: model.log_likelihood(x, PROBE_CHUNKS * samples_per_chunk, TIMING_SEED,
+                                                            parameters, samples_per_chunk))
         function.get_concrete_function()
         return function
 
-    def measure():
-        return seconds_per_call({"graph": candidate(False), "xla": candidate(True)})
-
-    key = (f"{device_description()} | {workload_description(model, 'evaluation', EXAMPLES_PER_BATCH)} "
-           f"rows={model.evaluation_rows}")
-    choice, seconds = _choose(key, measure, f"{PROBE_CHUNKS} chunks")
-    model.evaluation_jit = choice == "xla"
-    _log("importance-sampled evaluation", choice, seconds, f"ms per {PROBE_CHUNKS} chunks of {model.evaluation_rows} "
-         "rows", 1e3)
-    return model.evaluation_jit
-
-
-def _log(what: str, choice: str, seconds: dict | None, unit: str, scale: float) -> None:
-    if seconds is None:
-        logger.info("speed: %s uses %s (measured earlier on this device, %s)", what, choice, cache_path())
-    else:
-        timings = ", ".join(f"{name} {value * scale:.2f}" for name, value in seconds.items())
-        logger.info("speed: %s measured on this device (%s: %s); using %s", what, unit, timings, choice)
+    workload = f"{workload_description(model, 'evaluation', EXAMPLES_PER_BATCH)} rows={model.evaluation_rows}"
+    return _tune(model, "evaluation_jit", jit, workload, candidate, "importance-sampled evaluation",
+                 f"{PROBE_CHUNKS} chunks of {model.evaluation_rows} rows")
