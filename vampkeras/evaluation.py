@@ -152,8 +152,8 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
     """Score a run folder or SavedModel on a dataset split (a run folder with ``mixed_precision``: its
     layers in float16, see :func:`load_scorer`).
 
-    Returns the summary ``{"dataset", "split", "num_examples", "num_samples", "log_likelihood", "elbo",
-    "reconstruction", "kl", "active_units", "seconds"}`` (means over examples, in nats; active units per
+    Returns the summary ``{"dataset", "split", "num_examples", "num_samples", "precision", "log_likelihood",
+    "elbo", "reconstruction", "kl", "active_units", "seconds"}`` (means over examples, in nats; active units per
     latent layer, ``{"z1": n[, "z2": n]}``) and the per-example arrays.
 
     The histogram of per-example log-likelihoods (paper Figure 7) and the active-units figure are written
@@ -161,6 +161,7 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
     ``<run>/evaluation.json``.
     """
     from vampkeras.data import load_dataset
+    from vampkeras.models import MIXED_PRECISION_POLICY
 
     if split not in ("train", "validation", "test"):
         raise VampkerasError(f"unknown split {split!r}; choose train, validation or test")
@@ -173,7 +174,7 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
     started = time.perf_counter()
     values = score(scorer, images, num_samples, batch_size, progress)
     summary = {"dataset": name, "split": split, "num_examples": int(len(images)), "num_samples": int(num_samples),
-               "precision": "mixed_float16" if mixed_precision else "float32",
+               "precision": MIXED_PRECISION_POLICY if mixed_precision else "float32",
                **{key: float(np.mean(v)) for key, v in values.items() if not key.startswith("latent_means/")},
                "active_units": {key.split("/", 1)[1]: active_units(v) for key, v in values.items()
                                 if key.startswith("latent_means/")},

@@ -385,7 +385,7 @@ def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool
                       steps_per_execution=1 if multiworker else steps_per_execution(steps))
         optimizer.build(model.trainable_variables)
     if strategy.num_replicas_in_sync == 1:
-        # graph mode or XLA, and the evaluation's chunk rows: the fastest on this device (cached per machine)
+        # graph mode or XLA for the train step and the evaluation: the faster on this device (cached per machine)
         tuning.tune_training(model, config.batch_size, config.jit)
         tuning.tune_evaluation(model, config.jit)
     state = (checkpoints.restore_latest(run_dir / "checkpoints", model, optimizer) if resume else None) or fresh_state()
