@@ -49,3 +49,14 @@ def test_train_with_mixed_precision_exports_a_float32_model(tmp_path):
     assert result.exit_code == 2 and "compute in float32" in result.output and "Traceback" not in result.output
     with pytest.raises(ConfigError, match="mixed_precision: saved True, given False"):
         prepare_config(RunConfig(run_dir=str(run_dir)), resume=True, given={"mixed_precision": False})
+
+
+def test_the_report_reuses_only_a_float32_evaluation(tmp_path):
+    from vampkeras.report import _matching_evaluation
+
+    path = tmp_path / "evaluation.json"
+    stored = {"dataset": "mnist5k", "split": "test", "num_examples": 500, "num_samples": 5000,
+              "log_likelihood": -95.2}
+    for precision, reused in ((None, True), ("float32", True), ("mixed_float16", False)):
+        path.write_text(json.dumps(stored if precision is None else {**stored, "precision": precision}))
+        assert (_matching_evaluation(path, "mnist5k", 1000, 500) is not None) is reused, precision
