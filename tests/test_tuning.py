@@ -54,10 +54,10 @@ def test_seconds_per_call_times_each_candidate_alternately_within_the_budget():
         return function
 
     seconds = tuning.seconds_per_call({"fast": sleeper("fast", 0.01), "slow": sleeper("slow", 0.04)},
-                                      budget=0.3, max_rounds=5, min_rounds=2)
+                                      budget=2.0, max_rounds=5, min_rounds=2)
     assert 0.01 <= seconds["fast"] < seconds["slow"] and seconds["slow"] >= 0.04
     assert seconds["slow"] / seconds["fast"] > 2.0
-    # one call each to compile, then rounds alternating: 0.3 s / 0.05 s per round → 5 rounds (the maximum)
+    # one call each to compile, then rounds alternating: 2 s / ~0.05 s per round → 5 rounds (the maximum)
     assert calls == ["fast", "slow"] * 6
     calls.clear()
     tuning.seconds_per_call({"fast": sleeper("fast", 0.01), "slow": sleeper("slow", 0.04)}, budget=0.01)
