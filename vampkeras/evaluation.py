@@ -40,12 +40,10 @@ class Scorer:
 
 def _from_run_folder(path: Path, mixed_precision: bool = False) -> Scorer:
     from vampkeras.data import DATASETS
-    from vampkeras.models import build_model
+    from vampkeras.models import build_model_for_weights
 
     config = RunConfig.from_json((path / "config.json").read_text())
-    spec = DATASETS[config.dataset]
-    model = build_model(config, spec, train_images=np.zeros([config.num_components, spec.num_pixels], np.float32),
-                        mixed_precision=mixed_precision)
+    model = build_model_for_weights(config, DATASETS[config.dataset], mixed_precision)
     best = path / "checkpoints" / checkpoints.BEST_WEIGHTS
     if best.is_file():
         checkpoints.load(best, model)

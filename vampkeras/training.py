@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from vampkeras import checkpoints, export, optimizers, tuning
@@ -28,7 +27,7 @@ from vampkeras.data.pipeline import evaluation_batches, training_batches
 from vampkeras.distribution import (ClusterTask, WorkerLost, failure_reason, is_peer_failure, lost_peer,
                                     make_strategy, read_tf_config)
 from vampkeras.errors import ConfigError, TrainingDiverged, VampkerasError
-from vampkeras.models import build_model
+from vampkeras.models import build_model, build_model_for_weights
 
 logger = logging.getLogger(__name__)
 
@@ -249,8 +248,7 @@ def _export_best(model, config: RunConfig, run_dir: Path, spec, require_best: bo
         return None
     exported = model
     if config.mixed_precision:
-        exported = build_model(config, spec, np.zeros([config.num_components, spec.num_pixels], np.float32),
-                               mixed_precision=False)
+        exported = build_model_for_weights(config, spec, mixed_precision=False)
         exported.set_weights(model.get_weights())
         tuning.tune_evaluation(exported, config.jit)
     try:

@@ -12,7 +12,7 @@ from vampkeras.models.vae import VAE
 from vampkeras.priors import MixtureOfGaussiansPrior, Prior, StandardNormalPrior, VampPrior
 
 __all__ = ["LatentVariableModel", "VAE", "HierarchicalVAE", "as_seed", "build_prior", "build_model",
-           "MIXED_PRECISION_POLICY"]
+           "build_model_for_weights", "MIXED_PRECISION_POLICY"]
 
 # Keras' policy for --mixed-precision: layers compute in float16 (tensor cores on GPUs), variables stay float32;
 # the networks hand float32 to every density (vampkeras.models.networks), and training scales the loss.
@@ -86,3 +86,10 @@ def build_model(config, spec, train_images: np.ndarray | None = None,
         if config.jit is not None:          # None: measured on the device at hand (vampkeras.tuning)
             model.train_jit = model.evaluation_jit = bool(config.jit)
         return model.build_variables()
+
+
+def build_model_for_weights(config, spec, mixed_precision: bool | None = None) -> LatentVariableModel:
+    """A built model for ``config`` to load saved weights into: zeros stand in for the training images that
+    data-initialised pseudo-inputs would be picked from (the loaded weights replace them)."""
+    placeholder = np.zeros([config.num_components, spec.num_pixels], np.float32)
+    return build_model(config, spec, placeholder, mixed_precision=mixed_precision)
