@@ -42,7 +42,10 @@ class ExportModule(tf.Module):
 
     def __init__(self, model, config_json: str, config_path: str | None = None):
         super().__init__(name="vampkeras_model")
-        self.model = model
+        # The SavedModel holds the model's weights, not the Keras model: tracking the model would drag in its
+        # optimizer (three times the weights' size in Adam's slots) and every layer's object graph.
+        object.__setattr__(self, "model", model)
+        self.model_weights = list(model.weights)
         self.image_shape = tuple(model.image_shape)
         self.config_json = config_json
         if config_path is not None:

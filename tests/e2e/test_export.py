@@ -50,6 +50,15 @@ def test_signatures_and_shapes(loaded):
     assert json.loads(metadata["config_json"].numpy().decode())["prior"] == "vampprior"
 
 
+def test_saved_model_holds_the_weights_and_no_optimizer_state(trained_run, in_memory):
+    model, _ = in_memory
+    # the trained model had Adam's slots (twice the weights) beside it; only the weights are exported
+    saved = [shape for name, shape in tf.train.list_variables(str(trained_run.export_dir / "variables" / "variables"))
+             if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    assert sorted(saved) == sorted(list(w.shape) for w in model.weights)
+    assert sum(int(np.prod(shape)) for shape in saved) == model.count_params()
+
+
 def test_saved_model_matches_the_in_memory_model(loaded, in_memory):
     model, data = in_memory
     x = data.test[:20]
