@@ -73,3 +73,25 @@ def test_mixed_precision_training_scales_the_loss_and_learns():
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     np.testing.assert_allclose(losses, plain_losses, rtol=5e-3)
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_mixed_precision_pixelhvae_samples_with_a_float16_stack():
+    mixed = build_model(config("pixelhvae", mixed_precision=True), Spec())
+    plain = build_model(config("pixelhvae"), Spec())
+    plain.set_weights(mixed.get_weights())
+    rng = np.random.default_rng(5)
+    z = tf.constant(rng.normal(size=(4, 3)).astype(np.float32))
+    images = tf.function(mixed.decode)(z, z, seed=2)               # one pixel at a time
+    assert images.dtype == tf.float32 and images.shape == (4, 30)
+    assert np.all((images.numpy() >= 0) & (images.numpy() <= 1))
+    window = tf.zeros([4, 9, 17, 3])                                # pixels and latents, float32
+    assert mixed.p_x.masked[0].call_unpadded(window).dtype == tf.float16
+    assert plain.p_x.masked[0].call_unpadded(window).dtype == tf.float32
+    # each pixel's window runs in float16: float16's rounding away from the float32 outputs, no further
+    x = tf.reshape(tf.constant(binary(4, seed=6)), [4, 6, 5, 1])
+    outputs = [[model.p_x.pixel_outputs(model.p_x.pad_for_pixels(x),
+                                        model.p_x.pad_for_pixels(model.p_x.latent_channels(z, z)),
+                                        tf.constant(index // 5), tf.constant(index % 5)).numpy()
+                for index in range(30)] for model in (mixed, plain)]
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=5e-3)
+    assert not np.array_equal(outputs[0], outputs[1])

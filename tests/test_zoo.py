@@ -95,34 +95,40 @@ def test_pixelhvae_sampling_is_consistent_with_its_teacher_forced_likelihood():
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "discretized_logistic"])
-def test_pixelhvae_strip_decoding_equals_whole_image_passes(likelihood):
-    """Sampling runs the masked stack on the strip of rows a pixel depends on; the reference here runs it on
-    the whole image for every pixel (the plain algorithm) with the same random numbers."""
-    height, width = 12, 3                                   # taller than the 8 rows above a pixel that matter
+def test_pixelhvae_window_decoding_equals_whole_image_passes(likelihood):
+    """Sampling runs the masked stack on the window of pixels a pixel depends on; the reference here runs it
+    on the whole image for every pixel (the plain algorithm) with the same random numbers."""
+    height, width = 12, 20          # taller than the 8 rows above, wider than the 17 columns around a pixel
     model = small_model("pixelhvae", likelihood=likelihood, shape=(height, width))
     decoder, pixels = model.p_x, height * width
-    assert decoder.rows_above == 8
+    assert decoder.reach == 8
     rng = np.random.default_rng(8)
     z = tf.constant(rng.normal(size=(3, 3)).astype("float32"))
     x = tf.constant(rng.uniform(size=(3, pixels)).astype("float32"))
-    whole = tf.reshape(decoder(z, z, x), [3, -1, height, width])          # (N, outputs, H, W)
-    latents = decoder.latent_channels(z, z)
+    whole = tf.reshape(decoder(z, z, x), [3, -1, height, width]).numpy()          # (N, outputs, H, W)
+    padded_pixels = decoder.pad_for_pixels(tf.reshape(x, [3, height, width, 1]))
+    padded_latents = decoder.pad_for_pixels(decoder.latent_channels(z, z))
+    pixel_outputs = tf.function(decoder.pixel_outputs)
     for row in range(height):
-        top = max(0, row - decoder.rows_above)
-        strip = decoder.rows_outputs(tf.reshape(x, [3, height, width, 1])[:, top:row + 1], latents[:, top:row + 1])
-        np.testing.assert_allclose(strip[:, -1].numpy(), tf.transpose(whole[:, :, row], [0, 2, 1]).numpy(),
-                                   rtol=1e-5, atol=1e-5)
+        for column in range(width):         # every kind of window: cut by the top, the left, the right edge
+            window = pixel_outputs(padded_pixels, padded_latents, tf.constant(row), tf.constant(column))
+            np.testing.assert_allclose(window.numpy(), whole[:, :, row, column], rtol=1e-5, atol=1e-5)
+
+    @tf.function
+    def whole_image_pass(values, step_seed):
+        distribution = model.observation(z, z, values)
+        return distribution.sample(seed=step_seed), distribution.mean()
 
     def reference_decode(seed):
         values, means = np.zeros((3, pixels), np.float32), np.zeros((3, pixels), np.float32)
         for index in range(pixels):
-            distribution = model.observation(z, z, tf.constant(values))
             step_seed = tf.random.experimental.stateless_fold_in(as_seed(seed), index)
-            values[:, index] = distribution.sample(seed=step_seed).numpy()[:, index]
-            means[:, index] = distribution.mean().numpy()[:, index]
+            sample, mean = whole_image_pass(tf.constant(values), step_seed)
+            values[:, index], means[:, index] = sample.numpy()[:, index], mean.numpy()[:, index]
         return means
 
-    np.testing.assert_allclose(model.decode(z, z, seed=5).numpy(), reference_decode(5), rtol=1e-5, atol=1e-5)
+    decoded = tf.function(model.decode)(z, z, seed=5)      # compiled, as sampling runs it (eager loops in Python)
+    np.testing.assert_allclose(decoded.numpy(), reference_decode(5), rtol=1e-5, atol=1e-5)
 
 
 def test_discretized_logistic_sums_to_one_over_the_256_values():

@@ -143,6 +143,15 @@ class MaskedConv2D(keras.layers.Layer):
     def call(self, inputs):
         return ops.conv(inputs, self.kernel * ops.cast(self.mask, self.kernel.dtype), padding="same") + self.bias
 
+    def call_unpadded(self, inputs):
+        """The same convolution without padding, on the kernel rows the mask keeps (the centre row and the
+        rows above it): (N, h, w, C) → (N, h − k//2, w − 2·(k//2), filters), where output (i, j) is the
+        'same' output at input row i + k//2, column j + k//2, for a window cut from a zero-padded image."""
+        centre = self.kernel_size // 2
+        dtype = self.compute_dtype               # called directly, not through __call__, which would cast
+        kernel = (ops.cast(self.kernel, dtype) * ops.cast(self.mask, dtype))[:centre + 1]
+        return ops.conv(ops.cast(inputs, dtype), kernel, padding="valid") + ops.cast(self.bias, dtype)
+
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "mask_type": self.mask_type}

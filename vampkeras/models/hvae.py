@@ -118,15 +118,12 @@ class HierarchicalVAE(LatentVariableModel):
         count = tf.shape(z1)[0]
         seed = as_seed(seed)
         height, width = self.image_shape
-        latents = self.p_x.latent_channels(z1, z2)                                        # (N, H, W, 2)
+        padded_latents = self.p_x.pad_for_pixels(self.p_x.latent_channels(z1, z2))
 
         def body(index, pixels, means):
-            # a pixel's outputs depend on its own row and rows_above rows above it: run the masked stack on
-            # that strip only (~1/3 of the image for 28 rows), not on the whole image
-            row, column = index // width, index % width
-            top = tf.maximum(0, row - self.p_x.rows_above)
-            strip = tf.reshape(pixels, [count, height, width, 1])[:, top:row + 1]
-            outputs = self.p_x.rows_outputs(strip, latents[:, top:row + 1])[:, -1, column]   # (N, outputs)
+            # the masked stack runs on the window of pixels this one depends on, not on the whole image
+            padded_pixels = self.p_x.pad_for_pixels(tf.reshape(pixels, [count, height, width, 1]))
+            outputs = self.p_x.pixel_outputs(padded_pixels, padded_latents, index // width, index % width)
             # the pixel's parameters at every position: the distribution then draws the same random numbers
             # as one over the whole image would, and the pixel takes its own
             distribution = likelihoods.build(self.likelihood, tf.repeat(outputs, self.num_pixels, axis=-1))
