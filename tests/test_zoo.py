@@ -175,6 +175,9 @@ def test_every_model_and_prior_trains_a_step_and_scores(model, prior, weighted):
                        pseudo_init_std=0.01, latent_dim=3, hidden_units=8, seed=1)
     x = (np.random.default_rng(7).uniform(size=(8, 30)) < 0.4).astype("float32")
     net = build_model(config, Spec(), train_images=x)
+    # graph mode: XLA-compiling a conv model's step takes ~15 s on 2 cores, and tests/e2e/test_zoo_cli.py
+    # trains every model with every prior through the CLI's default (XLA) step already
+    net.train_jit = net.evaluation_jit = False
     from vampkeras import optimizers
     net.compile(optimizer=optimizers.build("adam", 1e-3))
     before = [v.numpy().copy() for v in net.trainable_variables]
