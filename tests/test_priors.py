@@ -315,3 +315,20 @@ def test_single_component_vampprior_samples_match_its_component():
     assert samples.shape == (n, LATENT)
     np.testing.assert_allclose(samples.mean(0), mean[0], atol=5.0 * std.max() / np.sqrt(n))
     np.testing.assert_allclose(samples.std(0), std, rtol=0.03)
+
+
+def test_build_prior_names_the_dataset_defaults_left_unresolved():
+    from vampkeras.config import RunConfig
+    from vampkeras.data import DATASETS
+    from vampkeras.models import build_prior
+
+    spec = DATASETS["mnist5k"]
+    with pytest.raises(ValueError, match=r"num_components is None.*config.resolve"):
+        build_prior(RunConfig(prior="mog"), spec)
+    with pytest.raises(ValueError, match=r"pseudo_init_mean and pseudo_init_std are None"):
+        build_prior(RunConfig(prior="vampprior", num_components=3), spec)
+    prior = build_prior(RunConfig(prior="vampprior").resolve(spec), spec)
+    assert prior.pseudo_inputs().shape == (spec.num_components, 784)
+    images = np.random.default_rng(0).uniform(size=(5, 784)).astype(np.float32)
+    data_prior = build_prior(RunConfig(prior="vampprior-data", num_components=3), spec, train_images=images)
+    assert data_prior.pseudo_inputs().shape == (3, 784)       # picked images: no init mean or std needed

@@ -31,6 +31,7 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
     latent_dim = config.latent_dim
     if config.prior == "standard":
         return StandardNormalPrior(latent_dim, name="prior")
+    _require_resolved(config, ["num_components"])
     if config.prior == "mog":
         return MixtureOfGaussiansPrior(latent_dim, config.num_components, weighted=config.weighted, seed=config.seed,
                                        name="prior")
@@ -45,10 +46,19 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
                               f"but only {len(train_images)} are loaded")
         rng = np.random.default_rng(config.seed)
         init_images = train_images[rng.choice(len(train_images), config.num_components, replace=False)]
+    else:
+        _require_resolved(config, ["pseudo_init_mean", "pseudo_init_std"])
     return VampPrior(latent_dim, config.num_components, spec.num_pixels, init_mean=config.pseudo_init_mean,
                      init_std=config.pseudo_init_std, init_images=init_images,
                      trainable_inputs=config.prior != "vampprior-data", weighted=config.weighted, seed=config.seed,
                      name="prior")
+
+
+def _require_resolved(config, names):
+    unset = [name for name in names if getattr(config, name) is None]
+    if unset:
+        raise ValueError(f"RunConfig.{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} None, which means "
+                         "the dataset's default: fill it with config.resolve(DATASETS[name]), or set it")
 
 
 @contextlib.contextmanager
