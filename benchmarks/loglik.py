@@ -13,7 +13,6 @@ with the number of images: scoring works through 100 images × (5000 / 100) samp
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import subprocess
 import sys
@@ -28,21 +27,18 @@ import tensorflow as tf  # noqa: E402
 
 from vampkeras import tuning  # noqa: E402
 from vampkeras.config import RunConfig  # noqa: E402
+from vampkeras.data import DATASETS  # noqa: E402
 from vampkeras.export import EXAMPLES_PER_BATCH, ExportModule  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
 
 
-@dataclasses.dataclass
-class MnistSpec:
-    image_shape: tuple = (28, 28)
-    num_pixels: int = 784
-    likelihood: str = "bernoulli"
+MNIST = DATASETS["static_mnist"]           # 28x28 binary images, Bernoulli likelihood
 
 
 def build(components: int, mixed_precision: bool = False):
     config = RunConfig(model="vae", prior="vampprior", num_components=components, pseudo_init_mean=0.05,
                        pseudo_init_std=0.01, mixed_precision=mixed_precision)
-    model = build_model(config, MnistSpec())
+    model = build_model(config, MNIST)
     return model, ExportModule(model, config.to_json())
 
 

@@ -18,7 +18,6 @@ each counts). Conv FLOPs are counted from the graphs. Prints one JSON line with:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 
@@ -27,14 +26,11 @@ from common import Reference, graph_matmul_flops, report, timed
 import tensorflow as tf  # noqa: E402  (after common sets the environment)
 
 from vampkeras.config import RunConfig  # noqa: E402
+from vampkeras.data import DATASETS  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
 
 
-@dataclasses.dataclass
-class MnistSpec:
-    image_shape: tuple = (28, 28)
-    num_pixels: int = 784
-    likelihood: str = "bernoulli"
+MNIST = DATASETS["static_mnist"]           # 28x28 binary images, Bernoulli likelihood
 
 
 def main():
@@ -42,7 +38,7 @@ def main():
     parser.add_argument("--samples", type=int, default=16, help="images per decode (the run figures draw 16)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    model = build_model(RunConfig(model="pixelhvae", prior="standard"), MnistSpec())
+    model = build_model(RunConfig(model="pixelhvae", prior="standard"), MNIST)
     decoder, count = model.p_x, args.samples
     z = tf.random.stateless_normal([count, model.latent_dim], seed=[1, 2])
     x = tf.cast(tf.random.stateless_uniform([count, 784], seed=[3, 4]) < 0.13, tf.float32)

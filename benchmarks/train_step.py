@@ -17,7 +17,6 @@ JSON line.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 
@@ -29,17 +28,14 @@ import tensorflow as tf  # noqa: E402  (after common sets the environment)
 
 from vampkeras import optimizers, tuning  # noqa: E402
 from vampkeras.config import RunConfig  # noqa: E402
+from vampkeras.data import DATASETS  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
 
 
 UPDATE_BYTES_PER_PARAMETER = 40
 
 
-@dataclasses.dataclass
-class MnistSpec:
-    image_shape: tuple = (28, 28)
-    num_pixels: int = 784
-    likelihood: str = "bernoulli"
+MNIST = DATASETS["static_mnist"]           # 28x28 binary images, Bernoulli likelihood
 
 
 def gradients_per_call(model, count: int):
@@ -80,7 +76,7 @@ def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, compone
     matmul ``reference`` is measured again in every round."""
     config = RunConfig(model=model_name, prior=prior, num_components=components, pseudo_init_mean=0.05,
                        pseudo_init_std=0.01, mixed_precision=mixed_precision)
-    model = build_model(config, MnistSpec())
+    model = build_model(config, MNIST)
     model.compile(optimizer=optimizers.build("adam-normgrad", 5e-4, loss_scaling=mixed_precision))
     model.optimizer.build(model.trainable_variables)
     x = tf.constant((np.random.default_rng(0).uniform(size=(batch_size, 784)) < 0.13).astype("float32"))
