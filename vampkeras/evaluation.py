@@ -55,7 +55,7 @@ def _from_run_folder(path: Path, mixed_precision: bool = False) -> Scorer:
     @functools.cache
     def compiled_log_prob():
         tuning.tune_evaluation(model, config.jit)   # on first use: graph mode or XLA, the faster on this device
-        return tf.function(module.log_prob_given_prior)
+        return export.traced(module.log_prob_given_prior)
 
     return Scorer(
         config=config, image_shape=tuple(model.image_shape),
