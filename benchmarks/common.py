@@ -139,10 +139,8 @@ def _conv_flops(op) -> int | None:
         out, kernel = op.outputs[0].shape, op.inputs[1].shape
     elif op.type == "Conv2DBackpropInput":
         out, kernel = op.inputs[2].shape, op.inputs[1].shape        # out_backprop has the output's shape
-    else:
-        out, kernel = op.inputs[2].shape, None
-        sizes = tf.get_static_value(op.inputs[1])
-        kernel = tf.TensorShape(sizes) if sizes is not None else tf.TensorShape(None)
+    else:                                                           # Conv2DBackpropFilter: the kernel's gradient
+        out, kernel = op.inputs[2].shape, op.outputs[0].shape
     if not (out.is_fully_defined() and kernel.is_fully_defined()):
         return None
     return 2 * out[0] * out[1] * out[2] * kernel[0] * kernel[1] * kernel[2] * kernel[3]

@@ -1,6 +1,9 @@
 """Speed and memory of the S-sample importance-sampled log-likelihood (paper §5.2) for the VAE + VampPrior.
 
-    python benchmarks/loglik.py [--samples 5000] [--examples 100] [--memory-samples 5000 20000] [--mixed-precision]
+    python benchmarks/loglik.py [--model vae] [--samples 5000] [--examples 100] [--memory-samples 5000 20000]
+                                [--mixed-precision]
+
+``--model hvae|convhvae|pixelhvae`` scores that model with a VampPrior instead of the VAE.
 
 Prints one JSON line: seconds per test image for S samples in graph mode and XLA-compiled (timed
 alternately), the mode :mod:`vampkeras.tuning` picks on this machine (``default_mode``, what `vampkeras
@@ -35,8 +38,8 @@ from vampkeras.models import build_model  # noqa: E402
 MNIST = DATASETS["static_mnist"]           # 28x28 binary images, Bernoulli likelihood
 
 
-def build(components: int, mixed_precision: bool = False):
-    config = RunConfig(model="vae", prior="vampprior", num_components=components, pseudo_init_mean=0.05,
+def build(components: int, mixed_precision: bool = False, model_name: str = "vae"):
+    config = RunConfig(model=model_name, prior="vampprior", num_components=components, pseudo_init_mean=0.05,
                        pseudo_init_std=0.01, mixed_precision=mixed_precision)
     model = build_model(config, MNIST)
     return model, ExportModule(model, config.to_json())
@@ -46,11 +49,11 @@ def images(count: int) -> tf.Tensor:
     return tf.constant((np.random.default_rng(0).uniform(size=(count, 28, 28)) < 0.13).astype("float32"))
 
 
-def peak_memory_mb(samples: int, examples: int, components: int, mixed_precision: bool) -> dict:
+def peak_memory_mb(samples: int, examples: int, components: int, mixed_precision: bool, model_name: str) -> dict:
     """Peak memory (MB) of a fresh process that builds the model and scores ``examples`` images with
     S = ``samples``: {"rss": the kernel's VmHWM[, "gpu": TensorFlow's peak on GPU:0]}."""
     code = (f"import sys; sys.argv=['x']; sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r}); "
-            f"import common, loglik, tensorflow as tf; model, module = loglik.build({components}, {mixed_precision}); "
+            f"import common, loglik, tensorflow as tf; model, module = loglik.build({components}, {mixed_precision}, {model_name!r}); "
             f"module.log_prob(loglik.images({examples}), tf.constant({samples}))['log_likelihood'].numpy(); "
             "gpu = tf.config.experimental.get_memory_info('GPU:0')['peak'] if common.has_gpu() else -1; "
             "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1], gpu)")
@@ -64,6 +67,7 @@ def peak_memory_mb(samples: int, examples: int, components: int, mixed_precision
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["vae", "hvae", "convhvae", "pixelhvae"], default="vae")
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--components", type=int, default=500)
@@ -75,7 +79,7 @@ def main():
     # the tuning measures afresh (a private cache), as on a machine where vampkeras has not run yet
     os.environ["VAMPKERAS_CACHE"] = tempfile.mkdtemp(prefix="vampkeras-benchmark-")
     reference = Reference(mixed_precision=args.mixed_precision)
-    model, _ = build(args.components, args.mixed_precision)
+    model, _ = build(args.components, args.mixed_precision, args.model)
     x = images(args.examples)
     modules = {}
     for mode in ("graph", "xla"):                 # one traced log_prob per mode (the model's evaluation_jit)
@@ -103,10 +107,10 @@ def main():
     batches = -(-args.examples // EXAMPLES_PER_BATCH)
     chunks = -(-args.samples // chunk)
     flops = chunk_flops * chunks * batches * args.examples / (batch * batches)
-    memory = {str(s): peak_memory_mb(s, args.examples, args.components, args.mixed_precision)
+    memory = {str(s): peak_memory_mb(s, args.examples, args.components, args.mixed_precision, args.model)
               for s in args.memory_samples}
     default = "xla" if tuning.tune_evaluation(model) else "graph"      # what `vampkeras evaluate` picks
-    report({"benchmark": "loglik", "samples": args.samples, "examples": args.examples,
+    report({"benchmark": "loglik", "model": args.model, "samples": args.samples, "examples": args.examples,
             "components": args.components, "rows_per_chunk": chunk * batch, "default_mode": default,
             "default_fraction_of_matmul": round(flops / seconds[default] / reference.best, 3),
             **{f"{mode}_seconds_per_image": round(value / args.examples, 4) for mode, value in seconds.items()},

@@ -1,8 +1,10 @@
 """Train-step speed at the paper's sizes, as a fraction of a dense matmul's FLOP/s measured in the same run.
 
-    python benchmarks/train_step.py [--batch-size 100] [--components 500] [--steps-per-call 10] [--mixed-precision]
+    python benchmarks/train_step.py [--models vae hvae] [--batch-size 100] [--components 500]
+                                    [--steps-per-call 10] [--repeats N] [--mixed-precision]
 
-For VAE and HVAE with the standard prior and the VampPrior: the compiled train step (forward, backward
+For each model (VAE and HVAE by default; ``--models convhvae pixelhvae`` for the convolutional ones) with
+the standard prior and the VampPrior: the compiled train step (forward, backward
 and the Adam-normgrad update) on a fixed binary batch, ``--steps-per-call`` steps per graph call as
 ``vampkeras train`` runs them (``--steps-per-call 1`` adds the Python dispatch of every step), with the
 forward and backward pass in plain graph mode or XLA-compiled (the model's ``train_jit`` switch; the noise
@@ -70,7 +72,7 @@ def updates_per_call(model, count: int):
 
 
 def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, components: int, steps_per_call: int,
-                           reference: Reference, mixed_precision: bool = False):
+                           reference: Reference, mixed_precision: bool = False, repeats: int | None = None):
     """({"graph": s, "xla": s, "xla_gradients_only": s, "update_only": s} per step, matmul FLOPs per step,
     ops without static shapes, trainable parameters, the mode vampkeras.tuning chooses by default). The
     matmul ``reference`` is measured again in every round."""
@@ -95,7 +97,8 @@ def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, compone
     for _ in range(3):                                      # alternate, so all see the same machine load
         reference.measure()
         for mode, step in steps.items():
-            seconds[mode].append(timed(step, x[None], repeats=max(3, 15 // steps_per_call)) / steps_per_call)
+            seconds[mode].append(timed(step, x[None], repeats=repeats or max(3, 15 // steps_per_call))
+                                 / steps_per_call)
     parameters = sum(int(np.prod(variable.shape)) for variable in model.trainable_variables)
     default = "xla" if tuning.tune_training(model, batch_size) else "graph"    # what `vampkeras train` picks
     return {mode: min(values) for mode, values in seconds.items()}, flops, unknown, parameters, default
@@ -103,10 +106,15 @@ def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, compone
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=["vae", "hvae", "convhvae", "pixelhvae"],
+                        default=["vae", "hvae"])
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--components", type=int, default=500)
     parser.add_argument("--steps-per-call", type=int, default=10,
                         help="train steps per graph call, as `vampkeras train` runs them (10 for 500 steps/epoch)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed graph calls per mode and round, the median counts (default: 15 steps' worth, "
+                             "at least 3); the conv models' steps take seconds: --steps-per-call 1 --repeats 3")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="float16 layers and loss scaling, as `vampkeras train --mixed-precision` (the "
                              "reference matmul in float16 too)")
@@ -116,11 +124,11 @@ def main():
     reference = Reference(mixed_precision=args.mixed_precision)
     bandwidth = max(copy_bytes_per_second() for _ in range(3))
     timings = {}
-    for model_name in ("vae", "hvae"):
+    for model_name in args.models:
         for prior in ("standard", "vampprior"):
             timings[f"{model_name}/{prior}"] = step_seconds_and_flops(
                 model_name, prior, args.batch_size, args.components, args.steps_per_call, reference,
-                args.mixed_precision)
+                args.mixed_precision, args.repeats)
     results = {}
     for name, (seconds, flops, unknown, parameters, default) in timings.items():
         results[name] = {
@@ -134,7 +142,7 @@ def main():
             # reads g and writes g/‖g‖ (8), the Adam kernel reads it, m, v and θ and writes m, v, θ (28)
             "update_only_fraction_of_copy_bandwidth": round(
                 UPDATE_BYTES_PER_PARAMETER * parameters / seconds["update_only"] / bandwidth, 3)}
-    for model_name in ("vae", "hvae"):
+    for model_name in args.models:
         for mode in ("graph", "xla"):
             results[f"{model_name}/{mode}_vampprior_over_standard_time"] = round(
                 results[f"{model_name}/vampprior"][f"{mode}_step_ms"]
