@@ -63,6 +63,35 @@ def test_hierarchical_elbo_is_the_sum_of_its_five_terms(architecture):
     np.testing.assert_allclose(kl.numpy(), log_q - log_p, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("architecture", ["hvae", "convhvae", "pixelhvae"])
+def test_importance_weights_of_several_draws_equal_one_draw_at_a_time(architecture):
+    """The IS estimate computes q(z1|x, z2)'s features of x once per image for all its S draws; drawing
+    by drawing, each on the image itself, gives the same densities."""
+    model = small_model(architecture)
+    x = (np.random.default_rng(1).uniform(size=(4, 30)) < 0.4).astype("float32")
+    noise = model.draw_noise(3, 4, as_seed(5))                                          # 3 draws per image
+    parameters = model.prior_parameters()
+    log_px, log_pz, log_qz = (t.numpy() for t in model.log_density_terms_given_noise(x, noise, parameters))
+    assert log_px.shape == log_pz.shape == log_qz.shape == (3, 4)
+    for s in range(3):
+        one_draw = tuple(n[s:s + 1] for n in noise)
+        for together, alone in zip((log_px, log_pz, log_qz),
+                                   model.log_density_terms_given_noise(x, one_draw, parameters)):
+            np.testing.assert_allclose(together[s], alone.numpy()[0], rtol=1e-5, atol=1e-4)
+
+
+def test_q_z1_of_several_draws_per_image_equals_one_draw_at_a_time():
+    """q(z1|x, z2) with S·B rows of z2 (as the IS estimate and latent_means call it) = S calls of B rows."""
+    model = small_model("convhvae")
+    x = (np.random.default_rng(2).uniform(size=(4, 30)) < 0.4).astype("float32")
+    mean_z2, log_var_z2 = model.q_z2(x)
+    noise = tf.random.stateless_normal([5, 4, 3], seed=[7, 0]).numpy()
+    z2 = mean_z2.numpy() + np.exp(0.5 * log_var_z2.numpy()) * noise                     # (5, 4, 3)
+    by_draw = np.mean([model.q_z1(x, z2[s].astype("float32"))[0].numpy() for s in range(5)], axis=0)
+    all_draws = model.q_z1(x, z2.reshape(20, 3).astype("float32"))[0].numpy().reshape(5, 4, 3).mean(0)
+    np.testing.assert_allclose(all_draws, by_draw, rtol=1e-5, atol=1e-6)
+
+
 def test_causal_masks():
     np.testing.assert_array_equal(causal_mask(3, "A")[..., 0, 0], [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
     np.testing.assert_array_equal(causal_mask(3, "B")[..., 0, 0], [[1, 1, 1], [1, 1, 0], [0, 0, 0]])

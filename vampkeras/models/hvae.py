@@ -88,7 +88,7 @@ class HierarchicalVAE(LatentVariableModel):
 
         flat_z2 = tf.reshape(z2, [-1, self.latent_dim])                                     # (S·B, M)
         flat_x = tf.reshape(tf.broadcast_to(x, tf.concat([[num_samples], tf.shape(x)], 0)), [-1, self.num_pixels])
-        mean_z1, log_var_z1 = self.q_z1(flat_x, flat_z2)
+        mean_z1, log_var_z1 = self.q_z1(x, flat_z2)
         z1 = _reparameterize(mean_z1, log_var_z1, tf.reshape(noise_z1, [-1, self.latent_dim]))
         log_q_z1 = diagonal_gaussian(mean_z1, log_var_z1).log_prob(z1)
         prior_mean_z1, prior_log_var_z1 = self.p_z1(flat_z2)
@@ -104,9 +104,8 @@ class HierarchicalVAE(LatentVariableModel):
         batch = tf.shape(x)[0]
         noise = tf.random.stateless_normal(tf.stack([num_samples, batch, self.latent_dim]), seed=as_seed(seed),
                                          alg=RNG_ALGORITHM)
-        z2 = tf.reshape(_reparameterize(mean_z2, log_var_z2, noise), [-1, self.latent_dim])
-        flat_x = tf.reshape(tf.broadcast_to(x, tf.concat([[num_samples], tf.shape(x)], 0)), [-1, self.num_pixels])
-        mean_z1, _ = self.q_z1(flat_x, z2)
+        z2 = tf.reshape(_reparameterize(mean_z2, log_var_z2, noise), [-1, self.latent_dim])         # (S·B, M)
+        mean_z1, _ = self.q_z1(x, z2)
         return {"z1": tf.reduce_mean(tf.reshape(mean_z1, [num_samples, batch, self.latent_dim]), axis=0),
                 "z2": mean_z2}
 

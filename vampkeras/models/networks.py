@@ -101,6 +101,10 @@ class JointGaussian(keras.layers.Layer):
 
     For the MLP model features(x) is a gated dense layer of ``hidden_units``; for the conv models it is
     the 3x3 gated conv stack, and z2 is mapped to the same size (294 for 28x28).
+
+    x is (B, D) and z2 (S·B, M): S draws of z2 per image, sample-major (row s·B + b belongs to image b),
+    as the importance-sampled estimate makes them. features(x) is computed once per image and repeated
+    for its S draws, not run on S copies of the image. Returns (mean, log_var), each (S·B, M).
     """
 
     def __init__(self, x_features: keras.layers.Layer, z_units: int, hidden_units: int, latent_dim: int, **kwargs):
@@ -111,7 +115,9 @@ class JointGaussian(keras.layers.Layer):
         self.head = GaussianHead(latent_dim, name="head")
 
     def call(self, x, z2):
-        return self.head(self.joint(ops.concatenate([self.x_features(x), self.z_features(z2)], axis=-1)))
+        features = self.x_features(x)                                                       # (B, F)
+        features = ops.tile(features, (ops.shape(z2)[0] // ops.shape(features)[0], 1))      # (S·B, F)
+        return self.head(self.joint(ops.concatenate([features, self.z_features(z2)], axis=-1)))
 
 
 class JointDecoder(keras.layers.Layer):
