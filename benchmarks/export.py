@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import report
 
-MODELS = ("vae", "hvae", "convhvae", "pixelhvae")
+from vampkeras.config import MODELS  # noqa: E402
 
 
 def export_once(model_name: str, autograph: bool) -> float:

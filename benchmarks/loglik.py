@@ -29,7 +29,7 @@ from common import Reference, graph_matmul_flops, report
 import tensorflow as tf  # noqa: E402
 
 from vampkeras import tuning  # noqa: E402
-from vampkeras.config import RunConfig  # noqa: E402
+from vampkeras.config import MODELS, RunConfig  # noqa: E402
 from vampkeras.data import DATASETS  # noqa: E402
 from vampkeras.export import EXAMPLES_PER_BATCH, ExportModule  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
@@ -67,7 +67,7 @@ def peak_memory_mb(samples: int, examples: int, components: int, mixed_precision
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["vae", "hvae", "convhvae", "pixelhvae"], default="vae")
+    parser.add_argument("--model", choices=MODELS, default="vae")
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--examples", type=int, default=100)
     parser.add_argument("--components", type=int, default=500)

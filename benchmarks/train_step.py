@@ -29,7 +29,7 @@ from common import Reference, copy_bytes_per_second, graph_matmul_flops, report,
 import tensorflow as tf  # noqa: E402  (after common sets the environment)
 
 from vampkeras import optimizers, tuning  # noqa: E402
-from vampkeras.config import RunConfig  # noqa: E402
+from vampkeras.config import MODELS, RunConfig  # noqa: E402
 from vampkeras.data import DATASETS  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
 
@@ -106,8 +106,7 @@ def step_seconds_and_flops(model_name: str, prior: str, batch_size: int, compone
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=["vae", "hvae", "convhvae", "pixelhvae"],
-                        default=["vae", "hvae"])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=["vae", "hvae"])
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--components", type=int, default=500)
     parser.add_argument("--steps-per-call", type=int, default=10,
