@@ -1,18 +1,36 @@
 """Per-epoch checkpoints: model weights, optimizer state and the run's bookkeeping in one ``.npz``.
 
-Files are written atomically (a temporary sibling, flushed and fsynced, then renamed), the last N are
-kept, and a checkpoint that cannot be read back whole is skipped with a warning in favour of the
-previous one.
+A checkpoint is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, readable without vampkeras) holding
+
+* ``format``: the layout version, :data:`FORMAT_VERSION`;
+* ``state``: the run's bookkeeping as a JSON string (epoch, best loss, history...);
+* ``model/<path>``: every model weight, keyed by its Keras variable path (``encoder/gated_1/kernel``), so
+  that a weight is restored into the variable of the same name whatever order the layers were created in;
+* ``optimizer/<path>``: the optimizer's variables (step count, learning rate, Adam moments), keyed by their
+  path inside the optimizer (``iteration``, ``encoder_gated_1_kernel_momentum``; a loss-scale wrapper's
+  inner optimizer under ``inner_optimizer/``).
+
+A checkpoint is restored whole or not at all: every variable of the model must be in it with its shape and
+dtype, and nothing else may be (:class:`CheckpointMismatch` lists the differences). The first layout
+(``model/0000``, ``optimizer/0000``... by position, without ``format``) is still read, by position after
+checking every shape, with a warning; the next save writes the named layout.
+
+Files are written atomically (a temporary sibling, flushed and fsynced, renamed over the target, then the
+folder fsynced so that the rename survives a power cut) with the permissions ``open()`` would give (0644
+under a 022 umask). The last N epoch checkpoints are kept. On resume, one that cannot be read back whole is
+skipped with a warning in favour of the previous one; one that is whole but does not match the model is an
+error (an older one would hide the mismatch).
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
 import os
 import re
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 
@@ -25,16 +43,39 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{5,})\.npz$")
 BEST_WEIGHTS = "best.npz"
 
+# 1: variables by position (model/NNNN, optimizer/NNNN), no "format" entry; 2: variables by path.
+FORMAT_VERSION = 2
+FORMAT_KEY = "format"
+STATE_KEY = "state"
+POSITIONAL_KEY = re.compile(r"^(model|optimizer)/(\d+)$")
+LISTED_NAMES = 5            # names shown per kind of difference in a mismatch message; the rest are counted
+FILE_MODE = 0o666           # before the umask, as open() and TensorFlow's own writers use
+HOW_TO_CONTINUE = ("It was written by another model configuration (or vampkeras version): load it into the model "
+                   "that wrote it, or start a new run in another --run-dir")
+
 
 class CheckpointError(VampkerasError):
     """A checkpoint file is unreadable or does not fit the model."""
 
 
+class CheckpointUnreadable(CheckpointError):
+    """The file is missing, truncated, corrupt or not a checkpoint: an older checkpoint may stand in for it."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """The file is whole but its variables are not the model's: loading an older one would hide the problem."""
+
+
+# -- files ------------------------------------------------------------------------------------------
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    The file gets mode 0o666 less the umask, like any file ``open()`` creates; missing parent folders are
+    created with the usual 0o777 less the umask. After the rename the folder is fsynced, so that the new
+    name, not only the new data, is on disk when this returns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary, handle = _create_temporary(path)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -45,10 +86,45 @@ def atomic_write_bytes(path, data: bytes) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+    _fsync_directory(path.parent)
 
 
 def atomic_write_text(path, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """A new hidden sibling ``.<name>.<random>.tmp`` of ``path``, open for writing: (its path, descriptor).
+
+    Opened with ``os.open`` and mode :data:`FILE_MODE` so that the kernel applies the umask (and a folder's
+    default ACL) as for any new file; ``tempfile.mkstemp`` would make it 0600 whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return temporary, os.open(temporary, flags, FILE_MODE)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free name for a temporary file beside", str(path))
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the entries of ``directory`` (a rename into it) durable. Where a folder cannot be opened
+    (Windows, no read permission) or the file system does not fsync folders, there is nothing more to do."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except PermissionError:         # a folder one may write into but not read (mode 0300) cannot be opened
+        return
+    try:
+        os.fsync(handle)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(handle)
 
 
 def _pack(arrays: dict[str, np.ndarray]) -> bytes:
@@ -57,52 +133,214 @@ def _pack(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _variables(model, optimizer=None) -> dict[str, list]:
+# -- variables by name ------------------------------------------------------------------------------
+def _relative_path(variable, owner_name: str) -> str:
+    """``variable.path`` without its owner's leading ``<owner_name>/``.
+
+    Keras names an optimizer (and a model built without a name) by a process-wide counter (``adam``,
+    ``adam_1``...), so the path relative to the owner is what is the same in the process that saves and the
+    one that loads."""
+    prefix = owner_name + "/"
+    return variable.path[len(prefix):] if variable.path.startswith(prefix) else variable.path
+
+
+def _keyed(owner: str, entries: list[tuple[str, object]]) -> dict[str, object]:
+    """``{key: variable}`` from (key, variable) pairs; two different variables under one key are an error
+    (each would overwrite the other in the file)."""
+    keyed: dict[str, object] = {}
+    for key, variable in entries:
+        if key in keyed and keyed[key] is not variable:
+            raise CheckpointError(f"cannot checkpoint the {owner}: the variables {keyed[key].path!r} and "
+                                  f"{variable.path!r} would both be saved as {key!r}; give their layers "
+                                  "distinct names")
+        keyed[key] = variable
+    return keyed
+
+
+def _optimizer_entries(optimizer) -> list[tuple[str, object]]:
+    """(key, variable) for every variable of ``optimizer``, in its order. A wrapper such as Keras'
+    ``LossScaleOptimizer`` lists its inner optimizer's variables too: those are keyed under
+    ``inner_optimizer/`` (both have an ``iteration``), the wrapper's own under no prefix."""
+    owners, inner, role = {}, optimizer, ""
+    while inner is not None:                       # the innermost owner wins: assign outermost first
+        for variable in inner.variables:
+            owners[id(variable)] = (inner.name, role)
+        inner, role = getattr(inner, "inner_optimizer", None), role + "inner_optimizer/"
+    entries = []
+    for variable in optimizer.variables:
+        name, role = owners[id(variable)]
+        entries.append((role + _relative_path(variable, name), variable))
+    return entries
+
+
+def _named_variables(model, optimizer=None) -> dict[str, dict[str, object]]:
+    """``{"model": {key: variable}, "optimizer": {key: variable}}`` (no optimizer group without one)."""
+    groups = {"model": _keyed("model", [(_relative_path(v, model.name), v) for v in model.weights])}
+    if optimizer is not None:
+        groups["optimizer"] = _keyed("optimizer", _optimizer_entries(optimizer))
+    return groups
+
+
+def _positional_variables(model, optimizer=None) -> dict[str, list]:
+    """The variables in the order the positional (format 1) checkpoints stored them."""
     groups = {"model": list(model.weights)}
     if optimizer is not None:
         groups["optimizer"] = list(optimizer.variables)
     return groups
 
 
+# -- save and load ----------------------------------------------------------------------------------
 def save(path, model, optimizer=None, state: dict | None = None) -> None:
-    """Save model weights (and optimizer variables and a JSON-able ``state``) to ``path``."""
-    arrays = {}
-    for group, variables in _variables(model, optimizer).items():
-        for index, variable in enumerate(variables):
-            arrays[f"{group}/{index:04d}"] = np.asarray(variable.numpy())
-    arrays["state"] = np.array(json.dumps(state or {}))
+    """Save model weights (and optimizer variables and a JSON-able ``state``) to ``path``, each variable
+    under its path (module docstring). Raises :class:`CheckpointError` if two variables share a path."""
+    arrays = {FORMAT_KEY: np.array(FORMAT_VERSION), STATE_KEY: np.array(json.dumps(state or {}))}
+    for group, variables in _named_variables(model, optimizer).items():
+        for key, variable in variables.items():
+            arrays[f"{group}/{key}"] = np.asarray(variable.numpy())
     atomic_write_bytes(path, _pack(arrays))
 
 
 def load(path, model, optimizer=None) -> dict:
     """Restore what :func:`save` wrote into ``model`` (and ``optimizer``); return the saved state.
 
-    Raises :class:`CheckpointError` if the file is unreadable, truncated, or does not match the model.
+    Without ``optimizer`` the file's optimizer variables are ignored. Nothing is assigned unless every
+    variable matches. Raises :class:`CheckpointUnreadable` if the file is missing, truncated or corrupt, and
+    :class:`CheckpointMismatch` if its variables are not exactly the model's (and optimizer's).
     """
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({error})") from None
-    pending = []
-    for group, variables in _variables(model, optimizer).items():
-        keys = sorted(k for k in arrays if k.startswith(group + "/"))
-        if len(keys) != len(variables):
-            raise CheckpointError(f"checkpoint {path} holds {len(keys)} {group} variables, the model has "
-                                  f"{len(variables)}: it was written by a different model")
-        for key, variable in zip(keys, variables):
-            if tuple(arrays[key].shape) != tuple(variable.shape):
-                raise CheckpointError(f"checkpoint {path}: {variable.path} has shape {arrays[key].shape}, "
-                                      f"the model expects {tuple(variable.shape)}")
-            pending.append((variable, arrays[key]))
+    arrays = _read(path)
+    version = _format_version(path, arrays)
+    state = _state(path, arrays)
+    if version == 1:
+        pending = _match_by_position(path, arrays, _positional_variables(model, optimizer))
+        logger.warning("%s is a checkpoint in the old positional format: its variables were matched to the model "
+                       "by position, after checking every shape; checkpoints written from now on name them",
+                       path)
+    else:
+        pending = _match_by_name(path, arrays, _named_variables(model, optimizer))
     for variable, value in pending:
         variable.assign(value)
+    return state
+
+
+def _read(path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``. Reading each array in full checks the zip's CRC, so a
+    flipped byte is caught here rather than loaded."""
     try:
-        return json.loads(str(arrays["state"]))
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an archive of them")
+        with archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as error:
+        raise CheckpointUnreadable(f"checkpoint {path} is unreadable ({error})") from None
+
+
+def _format_version(path, arrays: dict[str, np.ndarray]) -> int:
+    if FORMAT_KEY not in arrays:
+        if all(key == STATE_KEY or POSITIONAL_KEY.match(key) for key in arrays):
+            return 1
+        raise CheckpointUnreadable(f"checkpoint {path} is unreadable (no {FORMAT_KEY!r} entry: not a vampkeras "
+                                   "checkpoint)")
+    value = arrays[FORMAT_KEY]
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise CheckpointUnreadable(f"checkpoint {path} is unreadable (its {FORMAT_KEY!r} entry is not a number)")
+    version = int(value)
+    if version not in (1, FORMAT_VERSION):
+        # whole, and not to be skipped in favour of an older checkpoint: that would lose the newer epochs
+        raise CheckpointError(f"checkpoint {path} has format {version}, which this vampkeras does not read "
+                              f"(it reads 1 to {FORMAT_VERSION}): it was written by a newer vampkeras; "
+                              "upgrade vampkeras to use it")
+    return version
+
+
+def _state(path, arrays: dict[str, np.ndarray]) -> dict:
+    try:
+        state = json.loads(str(arrays[STATE_KEY]))
     except (KeyError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"checkpoint {path} has no readable state ({error})") from None
+        raise CheckpointUnreadable(f"checkpoint {path} has no readable state ({error})") from None
+    if not isinstance(state, dict):
+        raise CheckpointUnreadable(f"checkpoint {path} has no readable state (not a JSON object)")
+    return state
 
 
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:LISTED_NAMES])
+    return shown + (f" and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else "")
+
+
+def _fits(array: np.ndarray, variable) -> bool:
+    return tuple(array.shape) == tuple(variable.shape) and array.dtype == np.dtype(variable.dtype)
+
+
+def _difference(name: str, array: np.ndarray, variable) -> str:
+    """``name (20, 16) vs (20, 32)``: the checkpoint's shape, then the model's (with dtypes if they differ)."""
+    saved, wanted = str(tuple(array.shape)), str(tuple(variable.shape))
+    if array.dtype != np.dtype(variable.dtype):
+        saved, wanted = f"{saved} {array.dtype}", f"{wanted} {np.dtype(variable.dtype)}"
+    return f"{name} {saved} vs {wanted}"
+
+
+def _mismatch(path, counts: list[str], missing: list[str], extra: list[str], reshaped: list[str],
+              old_format: bool = False) -> CheckpointMismatch:
+    parts = ["; ".join(counts)] if counts else []
+    if missing:
+        parts.append(f"missing from the checkpoint: {_listing(missing)}")
+    if extra:
+        parts.append(f"not in the model: {_listing(extra)}")
+    if reshaped:
+        parts.append(f"other shapes (checkpoint vs model): {_listing(reshaped)}")
+    kind = " (in the old positional format)" if old_format else ""
+    return CheckpointMismatch(f"checkpoint {path}{kind} does not match this model: " + "; ".join(parts)
+                              + ". " + HOW_TO_CONTINUE)
+
+
+def _owner(group: str) -> str:
+    return "model" if group == "model" else "optimizer"
+
+
+def _match_by_name(path, arrays, expected: dict[str, dict[str, object]]) -> list[tuple[object, np.ndarray]]:
+    """(variable, value) for every expected variable, or :class:`CheckpointMismatch` naming what differs."""
+    counts, missing, extra, reshaped, pending = [], [], [], [], []
+    for group, variables in expected.items():
+        prefix = group + "/"
+        saved = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
+        shown = "" if group == "model" else prefix          # optimizer variables are named as such
+        if len(saved) != len(variables):
+            counts.append(f"it holds {len(saved)} {group} variables, the {_owner(group)} has {len(variables)}")
+        missing += [shown + key for key in variables if key not in saved]
+        extra += [shown + key for key in saved if key not in variables]
+        for key, variable in variables.items():
+            if key not in saved:
+                continue
+            if _fits(saved[key], variable):
+                pending.append((variable, saved[key]))
+            else:
+                reshaped.append(_difference(shown + key, saved[key], variable))
+    if counts or missing or extra or reshaped:
+        raise _mismatch(path, counts, sorted(missing), sorted(extra), reshaped)
+    return pending
+
+
+def _match_by_position(path, arrays, expected: dict[str, list]) -> list[tuple[object, np.ndarray]]:
+    """Like :func:`_match_by_name` for a format-1 file, whose variables are known only by their order."""
+    counts, reshaped, pending = [], [], []
+    for group, variables in expected.items():
+        found = sorted((int(m.group(2)), m.group(0)) for m in map(POSITIONAL_KEY.match, arrays)
+                       if m and m.group(1) == group)
+        if [index for index, _ in found] != list(range(len(found))) or len(found) != len(variables):
+            counts.append(f"it holds {len(found)} {group} variables, the {_owner(group)} has {len(variables)}")
+            continue
+        for (index, key), variable in zip(found, variables):
+            if _fits(arrays[key], variable):
+                pending.append((variable, arrays[key]))
+            else:
+                reshaped.append(_difference(f"{group} variable {index} ({variable.path})", arrays[key], variable))
+    if counts or reshaped:
+        raise _mismatch(path, counts, [], [], reshaped, old_format=True)
+    return pending
+
+
+# -- a folder of epoch checkpoints ------------------------------------------------------------------
 def epoch_checkpoints(directory) -> list[tuple[int, Path]]:
     """(epoch, path) of the per-epoch checkpoints in ``directory``, oldest first."""
     directory = Path(directory)
@@ -133,14 +371,16 @@ def remove_stale_temporaries(directory) -> list[Path]:
 
 
 def restore_latest(directory, model, optimizer) -> dict | None:
-    """Load the newest readable epoch checkpoint; corrupt ones are skipped with a warning. None if none.
+    """Load the newest readable epoch checkpoint; unreadable (truncated, corrupt) ones are skipped with a
+    warning. None if none is readable. A readable checkpoint that does not match the model raises
+    :class:`CheckpointMismatch`: falling back to an older one would hide the mismatch (and lose epochs).
 
     Half-written temporary files of an interrupted save are removed first."""
     remove_stale_temporaries(directory)
     for epoch, path in reversed(epoch_checkpoints(directory)):
         try:
             state = load(path, model, optimizer)
-        except CheckpointError as error:
+        except CheckpointUnreadable as error:
             logger.warning("skipping checkpoint: %s", error)
             continue
         logger.info("resumed from %s (epoch %d)", path, epoch)
