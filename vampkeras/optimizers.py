@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import tensorflow as tf
 
+logger = logging.getLogger(__name__)
+
 OPTIMIZERS = ("adam-normgrad", "adam")
+
+# Keras' private Adam state that the fused update reads (Keras 3.x: the moments are lists in variable order).
+# Keras does not promise them: when a version lacks one, apply_gradients uses Keras' own update.
+PRIVATE_ADAM_STATE = ("_get_variable_index", "_momentums", "_velocities")
+_warned_about_missing_state = False
 
 
 @keras.saving.register_keras_serializable(package="vampkeras")
@@ -30,15 +39,29 @@ class AdamNormGrad(keras.optimizers.Adam):
         return {**super().get_config(), "epsilon_norm": self.epsilon_norm}
 
 
+def _has_private_adam_state(optimizer: keras.optimizers.Optimizer) -> bool:
+    """Whether ``optimizer`` (a built Adam) has the private attributes the fused update reads; if not, warn
+    once per process (the training still works, with Keras' slower update)."""
+    global _warned_about_missing_state
+    missing = [name for name in PRIVATE_ADAM_STATE if not hasattr(optimizer, name)]
+    if missing and not _warned_about_missing_state:
+        _warned_about_missing_state = True
+        logger.warning("Keras %s's Adam has no %s: using Keras' own optimizer update instead of the fused "
+                       "Adam kernel (same result, slower)", keras.__version__, ", ".join(missing))
+    return not missing
+
+
 def _fusable(optimizer: keras.optimizers.Optimizer, variables) -> bool:
     """Whether :func:`apply_gradients` can use the fused kernel: a plain Adam (or AdamNormGrad) with none of
-    the options that Keras' ``apply`` adds around the update, on float32 variables without constraints."""
+    the options that Keras' ``apply`` adds around the update, on float32 variables without constraints, from
+    a Keras whose Adam keeps its moments where the kernel looks for them (:data:`PRIVATE_ADAM_STATE`)."""
     return (type(optimizer) in (keras.optimizers.Adam, AdamNormGrad) and optimizer.built
             and not optimizer.amsgrad and not optimizer.use_ema and optimizer.weight_decay is None
             and optimizer.clipnorm is None and optimizer.clipvalue is None and optimizer.global_clipnorm is None
             and optimizer.loss_scale_factor is None and optimizer.gradient_accumulation_steps is None
             and all(v.dtype == "float32" and v.constraint is None and not v.overwrite_with_gradient
-                    for v in variables))
+                    for v in variables)
+            and _has_private_adam_state(optimizer))
 
 
 def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables) -> None:
@@ -47,10 +70,13 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables)
 
     Keras' Adam makes about five element-wise passes over every variable, and under XLA each runs on one core;
     ``ResourceApplyAdam`` updates the moments and the variable in one pass spread over the CPU's threads
-    (2.7x faster for the VAE's 1.1 M parameters; benchmarks/README.md). The arithmetic is Keras' own:
+    (faster: benchmarks/README.md measures it). The arithmetic is Keras' own:
     m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², θ ← θ − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε). AdamNormGrad's
     gradients are normalized first. Call it in graph mode, outside an XLA cluster (inside one, XLA would
-    compile the kernel back into separate passes)."""
+    compile the kernel back into separate passes).
+
+    The kernel reads Keras' private moment variables (:data:`PRIVATE_ADAM_STATE`); a Keras without them gets
+    ``optimizer.apply`` and one logged warning."""
     variables, gradients = list(variables), list(gradients)
     if not _fusable(optimizer, variables) or any(gradient is None for gradient in gradients):
         # Keras' apply also handles a variable the loss does not reach (no gradient): it skips it, with a warning
