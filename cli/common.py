@@ -1,14 +1,22 @@
-"""Helpers shared by the command modules: user errors as one message, a progress line."""
+"""Helpers shared by the command modules: user errors as one message, a progress line, parameter types that
+validate names before TensorFlow loads, and loading TensorFlow without its C++ start-up log."""
 
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
 import sys
 import time
 
 import click
+from click.shell_completion import CompletionItem
 
 EXIT_USER_ERROR = 2
+
+# TensorFlow's C++ log threshold (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL) unless the user chose one or asked for
+# -v. Only the log is affected: the computation (oneDNN included) is the same at every level.
+QUIET_TF_LOG_LEVEL = "3"
 
 
 def user_errors(command):
@@ -39,3 +47,176 @@ class Progress:
         left = elapsed / done * (total - done) if done else float("nan")
         click.echo(f"\r{self.label}: {done}/{total} examples, {elapsed:.0f} s elapsed, ~{left:.0f} s left ",
                    err=True, nl=done >= total)
+
+
+# -- names checked before TensorFlow loads -----------------------------------------------------------
+class DatasetParam(click.ParamType):
+    """A ``--dataset`` value: today one of the named datasets (``vampkeras.data.DATASETS``, which loads without
+    TensorFlow). :meth:`convert` is the one place that decides what a dataset argument may be, and
+    :meth:`shell_complete` what the shell offers."""
+
+    name = "dataset"
+
+    @staticmethod
+    def names() -> list[str]:
+        from vampkeras.data import DATASETS
+        return list(DATASETS)
+
+    def convert(self, value, param, ctx) -> str:
+        names = self.names()
+        if value in names:
+            return value
+        self.fail(f"unknown dataset {value!r}; choose one of: {', '.join(names)}", param, ctx)
+
+    def shell_complete(self, ctx, param, incomplete):
+        return [CompletionItem(name) for name in self.names() if name.startswith(incomplete)]
+
+
+DATASET = DatasetParam()
+
+
+# -- TensorFlow without its start-up log -------------------------------------------------------------
+def wants_tensorflow_log() -> bool:
+    """Whether `vampkeras -v` asked for TensorFlow's own messages (the root command's ``--verbose``)."""
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().params.get("verbose"))
+
+
+def quiet_tensorflow_environment() -> int:
+    """Set TensorFlow's C++ log threshold to :data:`QUIET_TF_LOG_LEVEL` unless the user's environment already
+    sets ``TF_CPP_MIN_LOG_LEVEL`` (theirs wins); return the threshold in force (a value that is not a number
+    counts as 0: nothing is filtered)."""
+    level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
+    try:
+        return int(level)
+    except ValueError:
+        return 0
+
+
+def load_tensorflow() -> None:
+    """Import TensorFlow for a command that needs it, after its options were checked.
+
+    Unless `vampkeras -v`, TensorFlow logs only what reaches the threshold of
+    :func:`quiet_tensorflow_environment`. TensorFlow applies that threshold once its logging is set up, but
+    loading its libraries already writes lines below it to file descriptor 2 ("Could not find cuda drivers",
+    "WARNING: All log messages before absl::InitializeLog() is called ..."). So during the import, descriptor 2
+    goes through :func:`filter_tensorflow_log` in a child process, which drops exactly those lines and passes
+    everything else on, in order: a fatal message, or anything that is not TensorFlow's log, still shows, even
+    if the import crashes this process (the child then reads to the end of the pipe before it exits)."""
+    level = 0 if wants_tensorflow_log() else quiet_tensorflow_environment()
+    if "tensorflow" in sys.modules:
+        return
+    if level <= 0:
+        import tensorflow  # noqa: F401
+        return
+    with TensorflowLogFiltered(level):
+        import tensorflow  # noqa: F401
+
+
+# Run by the filter process, whose stdout is the real stderr (python -P: a module in the working folder cannot
+# stand in for these imports). It says "1" on its stderr, a pipe, once it is ready (a failed start says
+# something else there, which the user does not see), and ignores Ctrl-C, which also reaches the parent: it
+# exits when the parent closes the pipe of descriptor 2 (or dies).
+_FILTER_PROCESS = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+from vampkeras_cli.common import filter_tensorflow_log
+os.write(2, b"1")
+os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+def write(data):
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+filter_tensorflow_log(iter(lambda: os.read(0, 65536), b""), write, int(sys.argv[1]))
+"""
+
+
+class TensorflowLogFiltered:
+    """A ``with`` block whose writes to file descriptor 2 (C++ or Python) pass through
+    :func:`filter_tensorflow_log` at ``level`` before they reach the real stderr. Where the filter process
+    cannot start, the block runs unfiltered."""
+
+    def __init__(self, level: int):
+        self.level, self.filter, self.saved_stderr_fd = level, None, None
+
+    def __enter__(self):
+        try:
+            _flush_python_streams()
+            self.filter = subprocess.Popen([sys.executable, "-P", "-c", _FILTER_PROCESS, str(self.level)],
+                                           stdin=subprocess.PIPE, stdout=2, stderr=subprocess.PIPE)
+            ready = self.filter.stderr.read(1) == b"1"
+        except OSError:
+            ready = False
+        if not ready:
+            self._stop_filter()
+            return self
+        self.saved_stderr_fd = os.dup(2)
+        os.dup2(self.filter.stdin.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.saved_stderr_fd is not None:
+            _flush_python_streams()
+            os.dup2(self.saved_stderr_fd, 2)
+            os.close(self.saved_stderr_fd)
+            self.saved_stderr_fd = None
+        self._stop_filter()
+        return False
+
+    def _stop_filter(self) -> None:
+        """Close the pipe (end of input) and wait for the filter to pass on what is left."""
+        if self.filter is None:
+            return
+        for pipe in (self.filter.stdin, self.filter.stderr):
+            pipe.close()
+        try:
+            self.filter.wait(timeout=60)
+        except subprocess.TimeoutExpired:         # something else still holds the pipe open
+            self.filter.kill()
+            self.filter.wait()
+        self.filter = None
+
+
+def _flush_python_streams() -> None:
+    """Write out what Python holds for stdout and stderr, so that it goes where the descriptors point now."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+
+
+_ABSL_PREFACE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def filter_tensorflow_log(chunks, write, level: int) -> None:
+    """Pass ``chunks`` (the bytes of successive reads from a pipe) to ``write`` line by line, less the lines
+    that are TensorFlow C++ log entries below ``level`` (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL) and absl's notice
+    that it logs to stderr until it is initialized. Every other line passes, in order, including the text after
+    the last newline. (A rare entry of several lines would show its later lines: they cannot be told from
+    the lines of others, and showing too much is the safe side.)"""
+    unfinished = b""
+    for chunk in chunks:
+        *lines, unfinished = (unfinished + chunk).split(b"\n")
+        for line in lines:
+            _pass_line(line + b"\n", level, write)
+    if unfinished:
+        _pass_line(unfinished, level, write)
+
+
+def _pass_line(line: bytes, level: int, write) -> None:
+    severity = _log_entry_severity(line)
+    hidden = (severity is not None and severity < level) or line.rstrip(b"\r\n") == _ABSL_PREFACE
+    if not hidden:
+        write(line)
+
+
+def _log_entry_severity(line: bytes) -> int | None:
+    """0..3 (INFO..FATAL) for a line that starts an absl / TensorFlow C++ log entry, such as
+    ``I0000 00:00:1796130685.670337    5314 cudart_stub.cc:31] ...``, else None."""
+    if line[:1] not in (b"I", b"W", b"E", b"F") or not line[1:5].isdigit() or line[5:6] != b" ":
+        return None
+    head, separator, _ = line.partition(b"] ")
+    fields = head[6:].split()
+    if not separator or len(fields) != 3 or not fields[1].isdigit() or b":" not in fields[2]:
+        return None
+    return b"IWEF".index(line[:1])

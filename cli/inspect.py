@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vampkeras_cli.common import Progress, user_errors
+from vampkeras_cli.common import Progress, load_tensorflow, user_errors
 
 
 @click.command()
@@ -22,6 +22,7 @@ from vampkeras_cli.common import Progress, user_errors
 def sample(path, num_samples, seed, component, out, npy):
     """Draw images from a run folder or SavedModel PATH (works from the SavedModel alone) and write them as
     a PNG grid. Binary models give Bernoulli means, grey models grey values."""
+    load_tensorflow()
     from vampkeras.inspection import sample_images
 
     paths = sample_images(path, num_samples, seed, component, out, npy)
@@ -46,6 +47,7 @@ def score(path, input_path, num_samples, batch_size, out, quiet):
     INPUT is a .npy of (N, H, W) or (N, H·W) values in [0, 1], or a folder of 8-bit grey PNGs of the model's
     H×W (read in file-name order, divided by 255). Images of the wrong shape, with NaN/Inf, outside [0, 1],
     or not binary for a Bernoulli model are refused."""
+    load_tensorflow()
     from vampkeras.inspection import score_file
 
     summary = score_file(path, input_path, num_samples, batch_size, out, progress=Progress("scoring", quiet))
@@ -67,6 +69,7 @@ def report(run, out, num_samples, max_examples, data_dir):
     """One self-contained HTML page about the run folder RUN: config, metrics (IS log-likelihood, ELBO,
     active units), training curves, samples, reconstructions, pseudo-inputs and the log-likelihood
     histogram. Reuses RUN/evaluation.json when it scored the same test images with at least --samples."""
+    load_tensorflow()
     from vampkeras.report import write_report
 
     click.echo(f"wrote {write_report(run, out, num_samples, max_examples, data_dir)}")

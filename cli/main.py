@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import click
 from click.core import ParameterSource
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from vampkeras import __version__  # noqa: E402  (light: does not import TensorFlow)
-from vampkeras.config import MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES  # noqa: E402
-from vampkeras_cli.common import Progress, user_errors  # noqa: E402
-from vampkeras_cli.inspect import report, sample, score  # noqa: E402
+# none of these imports TensorFlow: options are checked before it loads (vampkeras_cli.common.load_tensorflow)
+from vampkeras import __version__
+from vampkeras.config import MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES
+from vampkeras_cli.common import DATASET, Progress, load_tensorflow, user_errors
+from vampkeras_cli.inspect import report, sample, score
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vampkeras")
-@click.option("-v", "--verbose", is_flag=True, help="Show the library's log messages (INFO level).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the library's log messages (INFO level) and TensorFlow's own C++ log (start-up and "
+                   "device messages; without -v only fatal ones, or the TF_CPP_MIN_LOG_LEVEL you set).")
 def main(verbose):
     """VAEs with a VampPrior (Tomczak & Welling, 2018): train, evaluate and export them."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -26,7 +26,7 @@ def main(verbose):
 
 
 @main.command()
-@click.option("--dataset", default="mnist5k", show_default=True,
+@click.option("--dataset", type=DATASET, default="mnist5k", show_default=True,
               help="Dataset name (see `vampkeras datasets`); mnist5k is embedded and works offline.")
 @click.option("--model", type=click.Choice(MODELS), default="vae", show_default=True, help="Model architecture.")
 @click.option("--prior", type=click.Choice(PRIORS), default="vampprior", show_default=True,
@@ -84,11 +84,16 @@ def main(verbose):
 def train(ctx, overwrite, resume, quiet, **options):
     """Train a model, keep the best weights, export them as a SavedModel."""
     from vampkeras.config import RunConfig
+
+    config = RunConfig(**options)
+    if not resume:            # (a resumed run is checked once merged with its saved config)
+        config.validate()     # before TensorFlow loads: a mistake is refused at once
+    load_tensorflow()
     from vampkeras.training import train as run_training
 
     given = {name: value for name, value in options.items()
              if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
-    result = run_training(RunConfig(**options), resume=resume, given=given, overwrite=overwrite,
+    result = run_training(config, resume=resume, given=given, overwrite=overwrite,
                           verbose=0 if quiet else "auto")
     where = (f"run {result.run_dir}; SavedModel {result.export_dir}" if result.is_chief
              else "the chief wrote the run folder and the SavedModel")
@@ -99,7 +104,8 @@ def train(ctx, overwrite, resume, quiet, **options):
 
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--dataset", default=None, help="Dataset to score [default: the one the model was trained on].")
+@click.option("--dataset", type=DATASET, default=None,
+              help="Dataset to score [default: the one the model was trained on].")
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
 @click.option("--samples", "num_samples", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Importance samples per example (the paper uses 5000).")
@@ -114,13 +120,14 @@ def train(ctx, overwrite, resume, quiet, **options):
                    "folder: RUN/figures, where evaluation.json is saved too].")
 @click.option("--mixed-precision", is_flag=True,
               help="Score a run folder with float16 layers (faster on GPUs; the densities stay float32). "
-                   "Measured within 0.1 nat of float32 (benchmarks/README.md).")
+                   "benchmarks/README.md measures the difference to float32.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_dir, json_path, figures_dir,
              mixed_precision, quiet):
     """Test log-likelihood (importance sampling, paper §5.2), ELBO and active units of a run folder or
     SavedModel PATH."""
+    load_tensorflow()
     from vampkeras.checkpoints import atomic_write_text
     from vampkeras.evaluation import evaluate as run_evaluation
 

@@ -7,6 +7,7 @@ import html
 import io
 import json
 import logging
+import numbers
 from pathlib import Path
 
 from vampkeras import figures
@@ -27,8 +28,15 @@ def _img(png: bytes, caption: str, scale: int = 1) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _number(value) -> str:
-    return f"{value:.2f}" if isinstance(value, (int, float)) else html.escape(str(value))
+# Summary entries measured in nats: shown to two decimals (evaluation.json keeps full precision).
+NATS_METRICS = ("log_likelihood", "elbo", "reconstruction", "kl")
+
+
+def _nats(value) -> str:
+    """A number of nats as people read it, two decimals (``-96.73``); anything else (a missing value) as text."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return f"{float(value):.2f}"
+    return html.escape(str(value))
 
 
 def _matching_evaluation(path: Path, dataset: str, num_samples: int, num_examples: int) -> dict | None:
@@ -95,15 +103,16 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
 
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                    for k, v in sorted(config.to_dict().items()))
-    metric_names = ("log_likelihood", "elbo", "reconstruction", "kl", "num_examples", "num_samples", "split")
-    metrics = "".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(str(summary.get(name)))}</td></tr>"
-                      for name in metric_names)
+    metrics = "".join(f"<tr><th>{html.escape(name)}</th><td>{_nats(summary.get(name))}</td></tr>"
+                      for name in NATS_METRICS)
+    metrics += "".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(str(summary.get(name)))}</td></tr>"
+                       for name in ("num_examples", "num_samples", "split"))
     metrics += "".join(f"<tr><th>active units {html.escape(str(layer))}</th>"
                        f"<td>{html.escape(str(count))} / {config.latent_dim}</td></tr>"
                        for layer, count in dict(summary.get("active_units") or {}).items())
-    headline = (f"<p class='headline'>test log-likelihood {_number(summary.get('log_likelihood'))} nats "
+    headline = (f"<p class='headline'>test log-likelihood {_nats(summary.get('log_likelihood'))} nats "
                 f"(importance sampling, S = {html.escape(str(summary.get('num_samples')))}), "
-                f"ELBO {_number(summary.get('elbo'))} nats</p>")
+                f"ELBO {_nats(summary.get('elbo'))} nats</p>")
     sections = [f"<h2>Metrics ({html.escape(str(summary.get('dataset')))}, nats)</h2>{headline}"
                 f"<table>{metrics}</table>"]
     if history:

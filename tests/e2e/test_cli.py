@@ -113,4 +113,5 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("Error: unknown dataset 'imagenet'")
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "Error: Invalid value for '--dataset': unknown dataset 'imagenet'; choose one of: mnist5k")

@@ -139,7 +139,9 @@ def test_evaluate_figures_and_report(run, tmp_path):
     for source in collector.sources:
         assert source.startswith("data:image/png;base64,")
         assert png_array(base64.b64decode(source.split(",", 1)[1])).size > 0
-    assert f"{summary['log_likelihood']}" in page and "active units z1" in page
+    # nats to two decimals in the page; evaluation.json keeps the full precision
+    assert f"{summary['log_likelihood']:.2f}" in page and str(summary["log_likelihood"]) not in page
+    assert "active units z1" in page
     assert "http://" not in page and "https://" not in page           # self-contained
 
 
@@ -211,7 +213,8 @@ def test_report_reuses_a_matching_evaluation_and_refuses_a_savedmodel(run, tmp_p
     before = saved.read_text()
     result = invoke("report", run.run_dir, "--out", tmp_path / "a.html", "--samples", 20, "--max-examples", 40)
     assert result.exit_code == 0 and saved.read_text() == before        # reused, not re-evaluated
-    assert str(json.loads(before)["log_likelihood"]) in (tmp_path / "a.html").read_text()
+    log_likelihood = json.loads(before)["log_likelihood"]
+    assert f"{log_likelihood:.2f}" in (tmp_path / "a.html").read_text()
     result = invoke("report", run.run_dir, "--out", tmp_path / "b.html", "--samples", 20, "--max-examples", 30)
     assert result.exit_code == 0 and json.loads(saved.read_text())["num_examples"] == 30   # another test set
     result = invoke("report", run.export_dir, "--out", tmp_path / "c.html")
