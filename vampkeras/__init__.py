@@ -2,7 +2,10 @@
 
 Importing this package is cheap; TensorFlow is loaded by the submodules that need it:
 ``vampkeras.training.train``, ``vampkeras.evaluation.evaluate``, ``vampkeras.export.export``,
-``vampkeras.models.build_model``, ``vampkeras.data.load_dataset``.
+``vampkeras.models.build_model``, ``vampkeras.data.load_dataset``. ``python -m vampkeras`` runs the
+command line.
 """
 
+# The one version number: pyproject.toml reads it (setuptools' dynamic `attr:`, without importing this
+# package) and `vampkeras --version` prints it.
 __version__ = "0.1.0"
