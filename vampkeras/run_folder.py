@@ -1,0 +1,183 @@
+"""The run folder: the one module that knows its layout, its lock and what makes a folder a run.
+
+A run folder holds::
+
+    config.json        the run's RunConfig (a folder is a run folder exactly when this file is ours)
+    checkpoints/       epoch-NNNNN.npz (the last few epochs: weights, optimizer state, bookkeeping), best.npz
+    history.csv        one row per finished epoch
+    logs/              TensorBoard event files
+    figures/           PNG figures of the best model
+    evaluation.json    the last `vampkeras evaluate` summary (test split, float32)
+    report.html        the last `vampkeras report`
+    .lock              the lock file of the process that trains the run (see :meth:`RunFolder.lock`)
+
+Nothing else in vampkeras spells these names; callers ask a :class:`RunFolder` for its paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+from vampkeras.errors import VampkerasError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+CHECKPOINTS_DIR = "checkpoints"
+HISTORY_FILE = "history.csv"
+LOGS_DIR = "logs"
+FIGURES_DIR = "figures"
+EVALUATION_FILE = "evaluation.json"
+REPORT_FILE = "report.html"
+LOCK_FILE = ".lock"
+
+
+class RunFolderLocked(VampkerasError):
+    """Another process is training (or resuming) this run."""
+
+
+class RunFolder:
+    """A run folder at ``path`` (which need not exist yet): its paths, its lock, its status."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._lock_handle = None
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # --- paths --------------------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.path / LOGS_DIR
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / FIGURES_DIR
+
+    @property
+    def evaluation_path(self) -> Path:
+        return self.path / EVALUATION_FILE
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    # --- status -------------------------------------------------------------------------------------------
+    def holds_run(self) -> bool:
+        """Whether the folder holds a run (its ``config.json``)."""
+        return self.config_path.is_file()
+
+    def is_empty_or_missing(self) -> bool:
+        return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
+
+    def check_new_run_target(self) -> None:
+        """Refuse a folder a new run must not be written into: one that holds a run already, a file, or a
+        non-empty folder that is not a run folder (its files would be overwritten or mixed with the run's)."""
+        if self.holds_run():
+            raise VampkerasError(f"the run folder {self.path} already holds a run; pass --resume to continue it, "
+                                 "--restart to start it again (the old run is moved aside, not deleted), or "
+                                 "choose another --run-dir")
+        if self.path.exists() and not self.path.is_dir():
+            raise VampkerasError(f"--run-dir {self.path} is a file, not a folder")
+        if not self.is_empty_or_missing():
+            raise VampkerasError(f"the folder {self.path} is not empty and holds no run (no {CONFIG_FILE}); a new "
+                                 "run needs a new or empty --run-dir, so that nothing in it is overwritten")
+
+    # --- the lock -----------------------------------------------------------------------------------------
+    def lock(self) -> "RunFolder":
+        """Take the run's lock (an exclusive OS file lock on ``.lock``, held until :meth:`unlock` or the
+        process ends: the kernel releases it when the process dies, even by kill -9, so no stale lock is
+        ever left). A second process is refused with :class:`RunFolderLocked`, naming the holder."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            handle.seek(0)
+            holder = _holder_text(handle.read())
+            handle.close()
+            if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise RunFolderLocked(f"the run folder {self.path} is in use by {holder}; wait for it to finish "
+                                      "(or stop it) before training or resuming this run") from None
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(describe_process())
+        handle.flush()
+        self._lock_handle = handle
+        return self
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()        # closing the descriptor releases the flock
+            self._lock_handle = None
+
+    @contextlib.contextmanager
+    def locked(self):
+        self.lock()
+        try:
+            yield self
+        finally:
+            self.unlock()
+
+    def move_aside(self) -> Path:
+        """Rename the folder to ``<name>.restarted-<YYYYmmdd-HHMMSS>`` next to it (never deleting anything)
+        and return the new path."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.restarted-{stamp}")
+        suffix = 1
+        while target.exists():
+            suffix += 1
+            target = self.path.with_name(f"{self.path.name}.restarted-{stamp}-{suffix}")
+        os.replace(self.path, target)
+        logger.info("moved the old run %s aside to %s", self.path, target)
+        return target
+
+
+def _holder_text(recorded: str) -> str:
+    """What the lock file says of its holder, as a phrase: ``process 1234 on host "vampkeras train ..."
+    (since 2026-12-01 14:03:05)``."""
+    try:
+        holder = json.loads(recorded)
+        return (f"process {holder['pid']} on {holder['host']} \"{holder['command']}\" (since {holder['started']})")
+    except (ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def describe_process() -> str:
+    """This process as the lock file records it (JSON: pid, host, command line, start of the lock)."""
+    try:
+        with open(f"/proc/{os.getpid()}/cmdline", "rb") as stream:
+            command = " ".join(part.decode(errors="replace") for part in stream.read().split(b"\0") if part)
+    except OSError:
+        command = ""
+    program, _, arguments = " ".join(command.split()).partition(" ")    # one line, whatever the arguments hold
+    command = (os.path.basename(program) + " " + arguments).strip()
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command[:200],
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S")})
