@@ -4,6 +4,7 @@ validate names before TensorFlow loads, and loading TensorFlow without its C++ s
 from __future__ import annotations
 
 import functools
+import math
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import time
 
 import click
 from click.shell_completion import CompletionItem
+
+from vampkeras.config import SEED_LIMIT
 
 EXIT_USER_ERROR = 2
 
@@ -73,6 +76,42 @@ class DatasetParam(click.ParamType):
 
 
 DATASET = DatasetParam()
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is finite (click's ``float`` accepts ``nan`` and ``inf``) and, optionally, at least or above
+    a bound."""
+
+    name = "float"
+
+    def __init__(self, minimum: float | None = None, minimum_open: bool = False):
+        self.minimum, self.minimum_open = minimum, minimum_open
+
+    def at_least(self, minimum: float) -> "FiniteFloat":
+        return FiniteFloat(minimum)
+
+    def above(self, minimum: float) -> "FiniteFloat":
+        return FiniteFloat(minimum, minimum_open=True)
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.minimum is not None:
+            if self.minimum_open and not number > self.minimum:
+                self.fail(f"{value!r} is not above {self.minimum:g}", param, ctx)
+            if not self.minimum_open and not number >= self.minimum:
+                self.fail(f"{value!r} is below {self.minimum:g}", param, ctx)
+        return number
+
+
+FINITE_FLOAT = FiniteFloat()
+POSITIVE_FLOAT = FINITE_FLOAT.above(0)
+# Seeds feed TensorFlow's and NumPy's int32/int64 seeds through arithmetic of their own: [0, 2^31) is safe in all.
+SEED = click.IntRange(0, SEED_LIMIT - 1)
 
 
 # -- TensorFlow without its start-up log -------------------------------------------------------------

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import click
 
-from vampkeras_cli.common import Progress, load_tensorflow, user_errors
+from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES
+from vampkeras_cli.common import SEED, Progress, load_tensorflow, user_errors
 
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("-n", "--num-samples", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("-n", "--num-samples", type=click.IntRange(1, MAX_SAMPLE_IMAGES), default=64, show_default=True,
               help="Number of images to draw.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--pseudo-input", "component", type=int, default=None,
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed, in [0, 2^31).")
+@click.option("--pseudo-input", "component", type=click.IntRange(min=0), default=None,
               help="Draw from prior component K only (a VampPrior's pseudo-input K, 0-based; mixture priors "
                    "only, paper Figure 4).")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
@@ -32,7 +33,7 @@ def sample(path, num_samples, seed, component, out, npy):
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
-@click.option("--samples", "num_samples", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--samples", "num_samples", type=click.IntRange(1, MAX_IMPORTANCE_SAMPLES), default=1000, show_default=True,
               help="Importance samples per image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Images scored per call.")
@@ -59,7 +60,7 @@ def score(path, input_path, num_samples, batch_size, out, quiet):
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="HTML file to write.  [default: RUN/report.html]")
-@click.option("--samples", "num_samples", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--samples", "num_samples", type=click.IntRange(1, MAX_IMPORTANCE_SAMPLES), default=1000, show_default=True,
               help="Importance samples per test image, if the run has no evaluation with at least as many.")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Score at most N test images.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,

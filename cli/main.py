@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import click
@@ -10,8 +9,8 @@ from click.core import ParameterSource
 
 # none of these imports TensorFlow: options are checked before it loads (vampkeras_cli.common.load_tensorflow)
 from vampkeras import __version__
-from vampkeras.config import MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES
-from vampkeras_cli.common import DATASET, Progress, load_tensorflow, user_errors
+from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES
+from vampkeras_cli.common import DATASET, FINITE_FLOAT, POSITIVE_FLOAT, SEED, Progress, load_tensorflow, user_errors
 from vampkeras_cli.inspect import report, sample, score
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,9 +36,9 @@ def main(verbose):
               help="Trainable mixture weights for mog/vampprior priors (the weighted VampPrior, paper §6).")
 @click.option("--pseudo-init", type=click.Choice(PSEUDO_INITS), default="random", show_default=True,
               help="Initialise pseudo-inputs from N(mean, std) of the dataset, or from K random training images.")
-@click.option("--pseudo-init-mean", type=float, default=None,
+@click.option("--pseudo-init-mean", type=FINITE_FLOAT, default=None,
               help="Mean of the random pseudo-input initialisation [default: the dataset's, 0.05 for MNIST].")
-@click.option("--pseudo-init-std", type=click.FloatRange(min=0), default=None,
+@click.option("--pseudo-init-std", type=FINITE_FLOAT.at_least(0), default=None,
               help="Std of the random pseudo-input initialisation [default: the dataset's, 0.01 for MNIST].")
 @click.option("--epochs", type=click.IntRange(min=1), default=2000, show_default=True, help="Maximum number of epochs.")
 @click.option("--warmup", type=click.IntRange(min=0), default=100, show_default=True,
@@ -47,10 +46,10 @@ def main(verbose):
 @click.option("--patience", type=click.IntRange(min=1), default=50, show_default=True,
               help="Early stopping: epochs after warm-up without a better validation loss.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help="Mini-batch size.")
-@click.option("--lr", type=float, default=5e-4, show_default=True, help="Learning rate (> 0).")
+@click.option("--lr", type=POSITIVE_FLOAT, default=5e-4, show_default=True, help="Learning rate (> 0).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam-normgrad", show_default=True,
               help="Adam on normalized gradients (the paper's) or plain Adam.")
-@click.option("--seed", type=int, default=14, show_default=True, help="Random seed of the run.")
+@click.option("--seed", type=SEED, default=14, show_default=True, help="Random seed of the run, in [0, 2^31).")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None,
               help="Use at most N examples of every split (quick runs).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -59,8 +58,14 @@ def main(verbose):
               help="Run folder [default: runs/<dataset>-<model>-<prior>-<timestamp>].")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
               help="SavedModel folder for the best model [default: saved_models/<run name>].")
+@click.option("--versioned/--no-versioned", "export_versioned", default=False, show_default=True,
+              help="Treat --export as a TF Serving model base path: write the model to <export>/<N>/, N the next "
+                   "free version number (1 in a new or empty folder); earlier versions are never overwritten.")
 @click.option("--overwrite", is_flag=True, help="Allow --export into a folder that already holds a model.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--restart", is_flag=True,
+              help="Start the run in --run-dir again from scratch; the old run is moved aside to "
+                   "<run-dir>.restarted-<time>, never deleted.")
 @click.option("--jit/--no-jit", default=None,
               help="XLA-compile the train step and the log-likelihood, or run them in graph mode [default: "
                    "whichever measures faster on this device, timed on the first run of a model shape and "
@@ -81,20 +86,27 @@ def main(verbose):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 @user_errors
-def train(ctx, overwrite, resume, quiet, **options):
+def train(ctx, overwrite, resume, restart, quiet, **options):
     """Train a model, keep the best weights, export them as a SavedModel."""
     from vampkeras.config import RunConfig
 
+    from vampkeras.run_folder import RunFolder
+
     config = RunConfig(**options)
+    given = {name: value for name, value in options.items()
+             if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    # before TensorFlow loads, a mistake is refused at once (train() checks everything again)
+    if resume and restart:
+        raise click.UsageError("--resume continues a run and --restart starts it again: pass one of them")
     if not resume:            # (a resumed run is checked once merged with its saved config)
-        config.validate()     # before TensorFlow loads: a mistake is refused at once
+        config.validate()
+        if config.run_dir is not None and config.strategy != "multiworker":
+            RunFolder(config.run_dir).check_new_run_target(restart=restart)
     load_tensorflow()
     from vampkeras.training import train as run_training
 
-    given = {name: value for name, value in options.items()
-             if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
     result = run_training(config, resume=resume, given=given, overwrite=overwrite,
-                          verbose=0 if quiet else "auto")
+                          verbose=0 if quiet else "auto", restart=restart)
     where = (f"run {result.run_dir}; SavedModel {result.export_dir}" if result.is_chief
              else "the chief wrote the run folder and the SavedModel")
     click.echo(f"trained {result.epochs_trained} epochs"
@@ -107,7 +119,7 @@ def train(ctx, overwrite, resume, quiet, **options):
 @click.option("--dataset", type=DATASET, default=None,
               help="Dataset to score [default: the one the model was trained on].")
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
-@click.option("--samples", "num_samples", type=click.IntRange(min=1), default=5000, show_default=True,
+@click.option("--samples", "num_samples", type=click.IntRange(1, MAX_IMPORTANCE_SAMPLES), default=5000, show_default=True,
               help="Importance samples per example (the paper uses 5000).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Examples scored per call.")
@@ -127,15 +139,19 @@ def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_d
              mixed_precision, quiet):
     """Test log-likelihood (importance sampling, paper §5.2), ELBO and active units of a run folder or
     SavedModel PATH."""
+    from vampkeras.checkpoints import atomic_write_text, check_writable_file
+    from vampkeras.run_folder import summary_json
+
+    if json_path:
+        check_writable_file(json_path, "--json")      # before the scoring, not after it
     load_tensorflow()
-    from vampkeras.checkpoints import atomic_write_text
     from vampkeras.evaluation import evaluate as run_evaluation
 
     summary, _ = run_evaluation(path, dataset=dataset, split=split, num_samples=num_samples,
                                 batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,
                                 progress=Progress("evaluating", quiet), figures_dir=figures_dir,
                                 mixed_precision=mixed_precision)
-    text = json.dumps(summary, indent=2)
+    text = summary_json(summary)
     click.echo(text)
     if json_path:
         atomic_write_text(json_path, text + "\n")

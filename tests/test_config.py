@@ -150,3 +150,43 @@ def test_each_model_field_is_a_difference(field, value):
 def test_run_only_fields_are_not_differences(field, value):
     saved = RunConfig()
     assert saved.model_differences(dataclasses.replace(saved, **{field: value})) == []
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("seed", -1, "--seed must be in [0, 2^31)"),
+    ("seed", 2 ** 31, "--seed must be in [0, 2^31)"),
+    ("lr", float("nan"), "--lr must be a finite number"),
+    ("lr", float("inf"), "--lr must be a finite number"),
+    ("pseudo_init_mean", float("nan"), "init mean must be a finite number"),
+    ("pseudo_init_std", float("inf"), "init std must be a finite number"),
+    ("dataset", "nope", "unknown dataset 'nope'"),
+])
+def test_validate_refuses_values_outside_the_ranges(field, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        dataclasses.replace(RunConfig(), **{field: value}).validate()
+
+
+def test_replicas_need_the_mirrored_strategy():
+    with pytest.raises(ConfigError, match="--replicas applies to --strategy mirrored only"):
+        RunConfig(replicas=2).validate()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_components", "x", "'num_components' must be int or null, not 'x'"),
+    ("epochs", 1.5, "'epochs' must be int, not 1.5"),
+    ("epochs", True, "'epochs' must be int, not True"),
+    ("weighted", 1, "'weighted' must be bool, not 1"),
+    ("dataset", None, "'dataset' must be str, not None"),
+    ("lr", "fast", "'lr' must be float, not 'fast'"),
+])
+def test_a_hand_edited_config_of_the_wrong_type_is_one_config_error(field, value, message):
+    values = json.loads(RunConfig().to_json())
+    values[field] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        RunConfig.from_json(json.dumps(values))
+
+
+def test_ints_are_floats_in_a_saved_config():
+    values = json.loads(RunConfig().to_json())
+    values["lr"] = 1
+    assert RunConfig.from_json(json.dumps(values)).lr == 1

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from vampkeras import figures
+from vampkeras.run_folder import RunFolder
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -90,11 +91,11 @@ def test_read_history_and_curves(tmp_path):
     lines = [",".join(columns)] + [f"{e},{200 - e},{170 - e},{20 + e},{205 - e},{175 - e},{21 + e},{min(1, e / 4)}"
                                    for e in range(1, 9)]
     (tmp_path / "history.csv").write_text("\n".join(lines) + "\n")
-    history = figures.read_history(tmp_path)
+    history = RunFolder(tmp_path).read_history()
     assert len(history) == 8 and history[2] == {"epoch": 3.0, "loss": 197.0, "reconstruction": 167.0, "kl": 23.0,
                                                 "val_loss": 202.0, "val_reconstruction": 172.0, "val_kl": 24.0,
                                                 "beta": 0.75}
-    assert figures.read_history(tmp_path / "missing") == []
+    assert RunFolder(tmp_path / "missing").read_history() == []
     image = decode(figures.training_curves(history))
     assert image.shape[1] > 500 and image[..., :3].std() > 10
 

@@ -89,6 +89,22 @@ def atomic_write_bytes(path, data: bytes) -> None:
     _fsync_directory(path.parent)
 
 
+def check_writable_file(path, what: str = "the file") -> None:
+    """Refuse (VampkerasError), before any work, an output file that :func:`atomic_write_bytes` could not
+    write: ``path`` is a folder, or the nearest existing ancestor of its folder (missing folders are created)
+    is a file or not writable. ``what`` names the output in the message (``"--out"``, ``"the report"``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise VampkerasError(f"{what} {path} is a folder; give a file name")
+    existing = path.parent.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VampkerasError(f"cannot write {what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VampkerasError(f"cannot write {what} {path}: the folder {existing} is not writable")
+
+
 def atomic_write_text(path, text: str) -> None:
     """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
+import typing
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,32 @@ PSEUDO_INITS = ("random", "data")
 OPTIMIZERS = ("adam-normgrad", "adam")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
+# Upper bounds of the SavedModel's counts (checked by its functions, and fit for CLI ranges before TensorFlow
+# loads). Importance samples per image: far beyond any useful estimate (the paper uses 5000), and far from
+# where log_prob's int32 chunk arithmetic (S + chunk - 1) would overflow. Images per sample() call: their
+# (n, H, W) float32 output stays a few hundred MB for 28x28 images, with an int32 element count up to
+# 146x146 images; more images take several calls with different seeds.
+MAX_IMPORTANCE_SAMPLES = 2 ** 30
+MAX_SAMPLE_IMAGES = 100_000
+# Seeds are in [0, SEED_LIMIT): TensorFlow's stateless seeds and the per-epoch seeds derived from them stay
+# within int32, and NumPy takes them as they are.
+SEED_LIMIT = 2 ** 31
+
 # Fields that change what the model is; a resumed run must agree on all of them.
 MODEL_FIELDS = (
     "dataset", "model", "prior", "num_components", "pseudo_init", "weighted", "pseudo_init_mean", "pseudo_init_std",
     "latent_dim", "hidden_units", "max_examples", "seed", "batch_size", "optimizer", "lr", "warmup",
     "mixed_precision",
 )
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    """isinstance as JSON means it: a bool is not a number, an int is a float."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
 @dataclasses.dataclass
@@ -54,6 +77,8 @@ class RunConfig:
     data_dir: str | None = None
     run_dir: str | None = None
     export_dir: str | None = None
+    export_versioned: bool = False   # export_dir is a TF Serving model base path: write <export_dir>/<next version>/
+    run_id: str | None = None        # random, given to a new run: tells an export of this run from another run's
     jit: bool | None = None          # None: graph mode or XLA, whichever measures faster here (vampkeras.tuning)
     mixed_precision: bool = False    # train with float16 layers (float32 variables and densities, loss scaling)
     keep_checkpoints: int = 3
@@ -69,6 +94,9 @@ class RunConfig:
             if not condition:
                 raise ConfigError(message)
 
+        from vampkeras.data.registry import DATASETS     # (the registry loads without TensorFlow)
+
+        need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
         need(self.model in MODELS, f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
         need(self.prior in PRIORS, f"unknown prior {self.prior!r}; choose one of: {', '.join(PRIORS)}")
         need(self.pseudo_init in PSEUDO_INITS,
@@ -85,13 +113,20 @@ class RunConfig:
         need(self.warmup >= 0, "--warmup must be >= 0 (0 disables the KL warm-up)")
         need(self.patience >= 1, "--patience must be at least 1")
         need(self.batch_size >= 1, "--batch-size must be at least 1")
-        need(self.lr > 0, "--lr must be > 0")
+        need(math.isfinite(self.lr) and self.lr > 0, "--lr must be a finite number > 0")
+        need(0 <= self.seed < SEED_LIMIT, f"--seed must be in [0, 2^31), got {self.seed}")
+        need(self.pseudo_init_mean is None or math.isfinite(self.pseudo_init_mean),
+             "the pseudo-input init mean must be a finite number")
+        need(self.pseudo_init_std is None or math.isfinite(self.pseudo_init_std),
+             "the pseudo-input init std must be a finite number")
         need(self.max_examples is None or self.max_examples >= 1, "--max-examples must be at least 1")
         need(self.keep_checkpoints >= 1, "at least one checkpoint must be kept")
         need(self.strategy in STRATEGIES, f"unknown --strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
         need(self.replicas is None or self.replicas >= 1, "--replicas must be at least 1")
         need(self.replicas is None or self.strategy != "multiworker",
              "--replicas applies to --strategy mirrored only (each multiworker worker uses its GPUs or its CPU)")
+        need(self.replicas is None or self.strategy == "mirrored",
+             "--replicas applies to --strategy mirrored only (it splits the CPU into logical devices for it)")
         need(self.image_every >= 0, "--image-every must be >= 0 (0: no images in TensorBoard)")
         return self
 
@@ -110,7 +145,11 @@ class RunConfig:
         return Path(self.run_dir).name if self.run_dir else f"{self.dataset}-{self.model}-{self.prior}"
 
     def with_default_paths(self) -> "RunConfig":
-        """Give `run_dir` (runs/<dataset>-<model>-<prior>-<timestamp>) and `export_dir` (saved_models/<run name>)."""
+        """Defaults of a new run: `run_dir` (runs/<dataset>-<model>-<prior>-<timestamp>), `export_dir`
+        (saved_models/<run name>) and a fresh random `run_id` (saved in config.json and in every export of the
+        run, so that a later export knows a SavedModel of this run, wherever the run folder is reached from)."""
+        if self.run_id is None:
+            self.run_id = uuid.uuid4().hex
         if self.run_dir is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             self.run_dir = os.path.join("runs", f"{self.dataset}-{self.model}-{self.prior}-{stamp}")
@@ -130,6 +169,12 @@ class RunConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():
+            allowed = typing.get_args(hints[name]) or (hints[name],)     # `int | None` -> (int, NoneType)
+            if not any(_is_instance(value, kind) for kind in allowed):
+                names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed)
+                raise ConfigError(f"the configuration's {name!r} must be {names}, not {value!r}")
         return cls(**values)
 
     @classmethod

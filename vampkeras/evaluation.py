@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from vampkeras import checkpoints, export, tuning
 from vampkeras.config import RunConfig
 from vampkeras.data.registry import check_values
 from vampkeras.errors import DataError, VampkerasError
+from vampkeras.run_folder import CONFIG_FILE, RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,12 @@ def _from_run_folder(path: Path, mixed_precision: bool = False) -> Scorer:
     from vampkeras.data import DATASETS
     from vampkeras.models import build_model_for_weights
 
-    config = RunConfig.from_json((path / "config.json").read_text())
+    run = RunFolder(path)
+    config = run.read_config()
     model = build_model_for_weights(config, DATASETS[config.dataset], mixed_precision)
-    best = path / "checkpoints" / checkpoints.BEST_WEIGHTS
-    if best.is_file():
-        checkpoints.load(best, model)
-    elif checkpoints.restore_latest(path / "checkpoints", model, None) is None:
+    if run.best_checkpoint_path.is_file():
+        checkpoints.load(run.best_checkpoint_path, model)
+    elif checkpoints.restore_latest(run.checkpoint_dir, model, None) is None:
         raise VampkerasError(f"the run folder {path} has no checkpoint to evaluate yet")
     module = export.ExportModule(model, config.to_json())
     parameters = model.prior_parameters()           # the K pseudo-input encodings: once per evaluation
@@ -59,30 +59,54 @@ def _from_run_folder(path: Path, mixed_precision: bool = False) -> Scorer:
 
     return Scorer(
         config=config, image_shape=tuple(model.image_shape),
-        log_prob=lambda x, s: compiled_log_prob()(tf.constant(x), tf.constant(s, tf.int32),
-                                                  parameters)["log_likelihood"].numpy(),
-        elbo=lambda x: {k: v.numpy() for k, v in module.elbo(tf.constant(x)).items()},
-        latent_means=lambda x: {k: v.numpy() for k, v in module.latent_means(tf.constant(x)).items()},
+        log_prob=_checked_inputs(lambda x, s: compiled_log_prob()(tf.constant(x), tf.constant(s, tf.int32),
+                                                                  parameters)["log_likelihood"].numpy()),
+        elbo=_checked_inputs(lambda x: {k: v.numpy() for k, v in module.elbo(tf.constant(x)).items()}),
+        latent_means=_checked_inputs(lambda x: {k: v.numpy() for k, v in module.latent_means(tf.constant(x)).items()}),
         module=module)
 
 
+def _checked_inputs(function: Callable) -> Callable:
+    """``function`` (a call into a SavedModel) with its failed input checks as one VampkerasError."""
+
+    @functools.wraps(function)
+    def call(*args):
+        try:
+            return function(*args)
+        except tf.errors.InvalidArgumentError as error:
+            message = export.input_error_message(error)
+            if message is None:
+                raise
+            raise VampkerasError(f"the model refuses its input: {message}") from None
+
+    return call
+
+
 def _from_saved_model(path: Path) -> Scorer:
+    """A Scorer of the SavedModel at ``path``: a SavedModel folder, a TF Serving model base path (its highest
+    version) or an export interrupted while it replaced ``path`` (see :func:`export.resolve_saved_model`)."""
+    resolved = export.resolve_saved_model(path)
+    if resolved is None:
+        raise VampkerasError(f"{path} is not a SavedModel (no saved_model.pb, nor numbered versions holding one)")
+    if resolved != Path(path):
+        logger.info("loading the SavedModel %s for %s", resolved, path)
     try:
-        loaded = tf.saved_model.load(str(path))
+        loaded = tf.saved_model.load(str(resolved))
         metadata = loaded.metadata()
     except (OSError, ValueError, AttributeError, tf.errors.OpError) as error:
-        raise VampkerasError(f"{path} is not a vampkeras SavedModel ({type(error).__name__})") from None
+        raise VampkerasError(f"{resolved} is not a vampkeras SavedModel ({type(error).__name__})") from None
     version = int(metadata["format_version"].numpy())
     if version != export.FORMAT_VERSION:
-        raise VampkerasError(f"{path} was exported in format {version}; this vampkeras reads format "
+        raise VampkerasError(f"{resolved} was exported in format {version}; this vampkeras reads format "
                              f"{export.FORMAT_VERSION}")
     config = RunConfig.from_json(metadata["config_json"].numpy().decode())
     image_shape = tuple(int(d) for d in loaded.signatures["sample"].structured_outputs["images"].shape[1:])
     return Scorer(
         config=config, image_shape=image_shape,
-        log_prob=lambda x, s: loaded.log_prob(tf.constant(x), tf.constant(s, tf.int32))["log_likelihood"].numpy(),
-        elbo=lambda x: {k: v.numpy() for k, v in loaded.elbo(tf.constant(x)).items()},
-        latent_means=lambda x: {k: v.numpy() for k, v in loaded.latent_means(tf.constant(x)).items()},
+        log_prob=_checked_inputs(lambda x, s: loaded.log_prob(tf.constant(x), tf.constant(s, tf.int32))
+                                 ["log_likelihood"].numpy()),
+        elbo=_checked_inputs(lambda x: {k: v.numpy() for k, v in loaded.elbo(tf.constant(x)).items()}),
+        latent_means=_checked_inputs(lambda x: {k: v.numpy() for k, v in loaded.latent_means(tf.constant(x)).items()}),
         module=loaded)
 
 
@@ -96,9 +120,9 @@ def load_scorer(path, mixed_precision: bool = False) -> Scorer:
             raise VampkerasError(f"{path} is a SavedModel, whose functions compute in float32; --mixed-precision "
                                  "scores a run folder")
         return _from_saved_model(path)
-    if (path / "config.json").is_file():
+    if RunFolder(path).holds_run():
         return _from_run_folder(path, mixed_precision)
-    raise VampkerasError(f"{path} is neither a run folder (no config.json) nor a SavedModel (no saved_model.pb)")
+    raise VampkerasError(f"{path} is neither a run folder (no {CONFIG_FILE}) nor a SavedModel (no saved_model.pb)")
 
 
 def check_images(images: np.ndarray, image_shape) -> np.ndarray:
@@ -155,8 +179,9 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
     latent layer, ``{"z1": n[, "z2": n]}``) and the per-example arrays.
 
     The histogram of per-example log-likelihoods (paper Figure 7) and the active-units figure are written
-    to ``figures_dir``; for a run folder (default ``<run>/figures``) the summary is also saved as
-    ``<run>/evaluation.json``.
+    to ``figures_dir``; for a run folder (default: the run's figures folder) the summary is also saved as the
+    run's evaluation record. A read-only run folder is scored all the same, and only ``figures_dir`` written.
+    A result that is not a finite number raises :class:`VampkerasError` before anything is written.
     """
     from vampkeras.data import load_dataset
     from vampkeras.models import MIXED_PRECISION_POLICY
@@ -184,18 +209,22 @@ def evaluate(path, dataset: str | None = None, split: str = "test", num_samples:
 
 def _record(path: Path, summary: dict, values: dict, figures_dir) -> None:
     from vampkeras import figures
-    from vampkeras.checkpoints import atomic_write_text
+    from vampkeras.run_folder import summary_json
 
-    is_run = not export.is_saved_model(path)
-    if figures_dir is None and is_run:
-        figures_dir = path / "figures"
+    summary_json(summary)            # a NaN result is refused before anything is written
+    run = None if export.is_saved_model(path) else RunFolder(path)
+    if run is not None and not run.is_writable():
+        logger.warning("the run folder %s is read-only: its evaluation record and figures are not updated", path)
+        run = None
+    if figures_dir is None and run is not None:
+        figures_dir = run.figures_dir
     try:
         if figures_dir is not None and len(values["log_likelihood"]):
             figures.save_png(Path(figures_dir) / "log_likelihood_histogram.png",
                              figures.log_likelihood_histogram(values["log_likelihood"]))
             figures.save_png(Path(figures_dir) / "active_units.png", figures.active_units_figure(
                 {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("latent_means/")}))
-        if is_run:
-            atomic_write_text(path / "evaluation.json", json.dumps(summary, indent=2) + "\n")
+        if run is not None:
+            run.write_evaluation(summary)
     except OSError as error:
         raise VampkerasError(f"cannot write the evaluation's figures or summary: {error.strerror or error}") from None

@@ -2,31 +2,52 @@
 
 ``tf.saved_model.load(path)`` gives these signatures (images are (N, H, W) float32 in [0, 1]):
 
+* ``serving_default(x)`` → ``{"log_likelihood": (N,), "elbo": (N,)}``: the importance-sampled
+  log-likelihood with :data:`SERVING_NUM_SAMPLES` samples, equal to ``log_prob(x, SERVING_NUM_SAMPLES)``,
+  and the single-sample ELBO, equal to ``elbo(x)["elbo"]`` (what TF Serving and ``keras.layers.TFSMLayer``
+  call by default)
 * ``sample(num_samples: int32, seed: int32)`` → ``{"images": (num_samples, H, W)}``
 * ``log_prob(x, num_samples: int32)`` → ``{"log_likelihood": (N,)}``: IS estimate, paper §5.2
 * ``elbo(x)`` → ``{"elbo", "reconstruction", "kl"}``, each (N,), single sample
 * ``encode(x)`` → ``{"mean", "log_var"}``, each (N, M) (the top latent layer)
 * ``reconstruct(x)`` → ``{"images": (N, H, W)}``
 * ``latent_means(x)`` → ``{"z1": (N, M)}`` (and ``"z2"`` for two-level models): E_q[z|x], for active units
-* ``metadata()`` → ``{"config_json": the run's RunConfig as JSON, "format_version": int32}``
+* ``metadata()`` → ``{"config_json": the run's RunConfig as JSON, "format_version": int32, "likelihood":
+  "bernoulli" or "discretized_logistic"}``
 * mixture priors only: ``sample_component(component, num_samples, seed)`` → ``{"images"}`` drawn with the
   top latent from that one component (a VampPrior's q(z|u_k), paper Figure 4)
 * VampPriors only: ``pseudo_inputs()`` → ``{"images": (K, H, W)}``
 
-plus ``assets/config.json``. All randomness is seeded (``log_prob`` and ``elbo`` use fixed seeds), so the
-same call gives the same numbers.
+plus ``assets/config.json``. All randomness is seeded (``log_prob``, ``elbo`` and ``serving_default`` use
+fixed seeds), so the same call gives the same numbers.
+
+Every function checks its inputs in the graph (``tf.debugging``) and fails with an InvalidArgumentError whose
+message starts with the argument's name: ``num_samples`` in [1, MAX_IMPORTANCE_SAMPLES] (``log_prob``) or
+[1, MAX_SAMPLE_IMAGES] (``sample``, ``sample_component``), ``component`` in [0, K), ``x`` of shape
+(N, H, W), finite and in [0, 1]. The functions that score x under p(x|z) (``log_prob``, ``elbo``,
+``serving_default``) of a Bernoulli model also require x to be binary (0 or 1): the Bernoulli density is
+defined there only. ``encode``, ``reconstruct`` and ``latent_means`` take any values in [0, 1]: the
+VampPrior itself encodes its grey pseudo-inputs with the same encoder, q(z|u_k).
+
+:func:`export` writes a plain SavedModel folder, replacing an earlier one so that a kill at any moment leaves
+the old or the new model under the folder's name (or the old one beside it, which the next export or load
+finds), or with ``versioned`` a new numbered version ``<base>/<N>/`` of a TF Serving model base path.
+:func:`resolve_saved_model` finds the SavedModel behind a folder, a base path or an interrupted export.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 import tensorflow as tf
 
+from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES
 from vampkeras.errors import VampkerasError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +56,11 @@ FORMAT_VERSION = 1
 LOG_PROB_SEED = 20171
 ELBO_SEED = 20172
 EXAMPLES_PER_BATCH = 100
+# Importance samples of serving_default's log-likelihood: fixed (with the fixed seed), so that a served model
+# gives reproducible numbers; the paper's test log-likelihoods use 5000 (`vampkeras evaluate`'s default).
+SERVING_NUM_SAMPLES = 1000
+# The message of a failed input check starts with the argument's name (see the module docstring).
+INPUT_ARGUMENTS = ("x", "num_samples", "component")
 
 
 def traced(function, input_signature=None):
@@ -48,6 +74,25 @@ def traced(function, input_signature=None):
     return tf.function(function, input_signature=input_signature, autograph=False)
 
 
+def input_error_message(error: tf.errors.InvalidArgumentError) -> str | None:
+    """The message of a failed input check, e.g. "x must lie in [0, 1]; it holds values from 0 to 2", or None
+    for another error. TensorFlow prints an assertion's data as "assertion failed: [a] [b] ..."."""
+    text = (error.message or "").replace("\\'", "'")
+    numerics = re.search(r"\b(x must be finite[^:\n]*)", text)
+    if numerics:
+        return numerics.group(1).strip()
+    found = re.search(r"assertion failed: (.*)", text)
+    if not found:               # a check that failed while tracing (its values known then): the message's line
+        line = re.search(rf"^((?:{'|'.join(INPUT_ARGUMENTS)}) must .*)$", text, re.MULTILINE)
+        return line.group(1).strip() if line else None
+    parts = re.findall(r"\[(.*?)\](?= \[|$)", found.group(1).strip())
+    if not parts or not parts[0].startswith(tuple(f"{name} must" for name in INPUT_ARGUMENTS)):
+        return None
+    if len(parts) > 1 and parts[1].startswith("Condition"):      # tf.debugging.assert_*: [message] [Condition...]
+        return parts[0] + (f"; got {parts[3]}" if len(parts) > 3 else "")
+    return " ".join(part.strip() for part in parts)
+
+
 class ExportModule(tf.Module):
     """The exported functions, usable in memory too (the evaluator runs the same code)."""
 
@@ -56,13 +101,20 @@ class ExportModule(tf.Module):
         # The SavedModel holds the model's weights, not the Keras model: tracking the model would drag in its
         # optimizer (three times the weights' size in Adam's slots) and every layer's object graph.
         object.__setattr__(self, "model", model)
-        self.model_weights = list(model.weights)
+        # The tf.Variables inside Keras' variables: the ones the traced functions read. Tracking Keras' wrappers
+        # instead saves wrapper copies that a TF1-style loader (TF Serving, saved_model_cli run) restores while
+        # the functions' own variables stay uninitialized ("Could not find variable decoder/bias").
+        self.model_weights = [getattr(weight, "value", weight) for weight in model.weights]
         self.image_shape = tuple(model.image_shape)
         self.config_json = config_json
+        # Known when the functions are traced: the SavedModel checks binary inputs without vampkeras
+        self.likelihood = str(model.likelihood)
+        self.num_components = model.prior.num_mixture_components
         if config_path is not None:
             self.config_asset = tf.saved_model.Asset(config_path)
         image_spec = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
         scalar_int = tf.TensorSpec([], tf.int32)
+        self.serving_default = traced(self._serve, [image_spec])
         self.sample = traced(self._sample, [scalar_int, scalar_int])
         self.log_prob = traced(self._log_prob, [image_spec, scalar_int])
         self.elbo = traced(self._elbo, [image_spec])
@@ -70,8 +122,9 @@ class ExportModule(tf.Module):
         self.reconstruct = traced(self._reconstruct, [image_spec])
         self.latent_means = traced(self._latent_means, [image_spec])
         self.metadata = traced(self._metadata, [])
-        self.names = ["sample", "log_prob", "elbo", "encode", "reconstruct", "latent_means", "metadata"]
-        if model.prior.num_mixture_components is not None:
+        self.names = ["serving_default", "sample", "log_prob", "elbo", "encode", "reconstruct", "latent_means",
+                      "metadata"]
+        if self.num_components is not None:
             self.sample_component = traced(self._sample_component, [scalar_int, scalar_int, scalar_int])
             self.names.append("sample_component")
         if model.prior.pseudo_inputs() is not None:
@@ -81,16 +134,74 @@ class ExportModule(tf.Module):
     def signatures(self) -> dict:
         return {name: getattr(self, name).get_concrete_function() for name in self.names}
 
+    # -- input checks: cheap reductions, next to the work they guard ------------------------------
+    def _checked_images(self, x, scored: bool):
+        """x (N, H, W) after asserting its shape, finite values in [0, 1] and, when ``scored`` under a
+        Bernoulli likelihood, values in {0, 1}; each failure names ``x``."""
+        height, width = self.image_shape
+        x = tf.convert_to_tensor(x)
+        shape_message = f"x must be a batch of images of shape (N, {height}, {width})"
+        if x.shape.rank is not None and (x.shape.rank != 3 or not x.shape[1:].is_compatible_with([height, width])):
+            # known while tracing: fail here, before the reshapes below fail with a message about reshapes
+            raise tf.errors.InvalidArgumentError(None, None, f"{shape_message}; got shape {x.shape}")
+        shape = tf.shape(x)
+        padded = tf.concat([shape, tf.zeros([2], tf.int32)], axis=0)        # a slice that exists at any rank
+        right_shape = tf.equal(tf.size(shape), 3) & tf.reduce_all(tf.equal(padded[1:3], [height, width]))
+        checks = [tf.debugging.Assert(right_shape, [shape_message + "; got shape", shape])]
+        with tf.control_dependencies(checks):
+            x = tf.debugging.check_numerics(x, "x must be finite (it holds NaN or Inf)")
+        # (an assertion whose data are strings and int32 only needs no tf.cond around it: cheaper to trace and save)
+        in_range = tf.debugging.Assert(tf.reduce_all((x >= 0.0) & (x <= 1.0)),
+                                       ["x must lie in [0, 1]; it holds values from",
+                                        tf.strings.as_string(tf.reduce_min(x), shortest=True), "to",
+                                        tf.strings.as_string(tf.reduce_max(x), shortest=True)])
+        checks = [in_range]
+        if scored and self.likelihood == "bernoulli":
+            with tf.control_dependencies([in_range]):
+                checks.append(tf.debugging.Assert(
+                    tf.reduce_all((x == 0.0) | (x == 1.0)),
+                    ["x must hold only 0 and 1: the model has a Bernoulli likelihood (binarize the images)"]))
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
+
+    @staticmethod
+    def _checked_count(num_samples, maximum: int):
+        """num_samples as int32 after asserting 1 <= num_samples <= ``maximum``."""
+        num_samples = tf.cast(num_samples, tf.int32)
+        checks = [tf.debugging.assert_greater_equal(num_samples, 1, message="num_samples must be at least 1"),
+                  tf.debugging.assert_less_equal(num_samples, maximum, message=f"num_samples must be at most "
+                                                                                f"{maximum}")]
+        with tf.control_dependencies(checks):
+            return tf.identity(num_samples)
+
+    def _checked_component(self, component):
+        component = tf.cast(component, tf.int32)
+        message = f"component must lie in [0, {self.num_components}): the prior has {self.num_components} components"
+        checks = [tf.debugging.assert_greater_equal(component, 0, message=message),
+                  tf.debugging.assert_less(component, self.num_components, message=message)]
+        with tf.control_dependencies(checks):
+            return tf.identity(component)
+
+    # -- the functions ----------------------------------------------------------------------------
     def _flat(self, x):
         return tf.reshape(x, [-1, self.model.num_pixels])
 
     def _images(self, flat):
         return tf.reshape(flat, [-1, *self.image_shape])
 
+    def _serve(self, x):
+        # calls of the two traced functions (not their code again): the same numbers, and one copy of each in
+        # the SavedModel
+        return {"log_likelihood": self.log_prob(x, tf.constant(SERVING_NUM_SAMPLES))["log_likelihood"],
+                "elbo": self.elbo(x)["elbo"]}
+
     def _sample(self, num_samples, seed):
+        num_samples = self._checked_count(num_samples, MAX_SAMPLE_IMAGES)
         return {"images": self._images(self.model.sample(num_samples, tf.cast(seed, tf.int32)))}
 
     def _sample_component(self, component, num_samples, seed):
+        component = self._checked_component(component)
+        num_samples = self._checked_count(num_samples, MAX_SAMPLE_IMAGES)
         images = self.model.sample_component(component, num_samples, tf.cast(seed, tf.int32))
         return {"images": self._images(images)}
 
@@ -103,6 +214,12 @@ class ExportModule(tf.Module):
     def log_prob_given_prior(self, x, num_samples, parameters):
         """IS log-likelihood of images x (N, H, W) → {"log_likelihood": (N,)}, with the prior's parameters
         (``model.prior_parameters()``) computed by the caller, once for any number of calls."""
+        x = self._checked_images(x, scored=True)
+        num_samples = self._checked_count(num_samples, MAX_IMPORTANCE_SAMPLES)
+        return {"log_likelihood": self._log_likelihood(x, num_samples, parameters)}
+
+    def _log_likelihood(self, x, num_samples, parameters):
+        """(N,) IS estimates for checked images x (N, H, W), EXAMPLES_PER_BATCH images at a time."""
         flat = self._flat(x)
         count = tf.shape(flat)[0]
         num_batches = (count + EXAMPLES_PER_BATCH - 1) // EXAMPLES_PER_BATCH
@@ -117,61 +234,296 @@ class ExportModule(tf.Module):
 
         _, results = tf.while_loop(lambda index, _: index < num_batches, body,
                                    (tf.constant(0), tf.TensorArray(tf.float32, size=num_batches, infer_shape=False)))
-        return {"log_likelihood": tf.reshape(results.concat(), [count])}
+        return tf.reshape(results.concat(), [count])
 
     def _elbo(self, x):
+        return self._elbo_terms(self._checked_images(x, scored=True))
+
+    def _elbo_terms(self, x):
         reconstruction, kl = self.model.elbo_terms(self._flat(x), tf.constant([ELBO_SEED, 0], tf.int32))
         return {"elbo": -(reconstruction + kl), "reconstruction": reconstruction, "kl": kl}
 
     def _encode(self, x):
-        mean, log_var = self.model.encode(self._flat(x))
+        mean, log_var = self.model.encode(self._flat(self._checked_images(x, scored=False)))
         return {"mean": mean, "log_var": log_var}
 
     def _reconstruct(self, x):
-        return {"images": self._images(self.model.reconstruct(self._flat(x)))}
+        return {"images": self._images(self.model.reconstruct(self._flat(self._checked_images(x, scored=False))))}
 
     def _latent_means(self, x):
-        return self.model.latent_means(self._flat(x))
+        return self.model.latent_means(self._flat(self._checked_images(x, scored=False)))
 
     def _metadata(self):
-        return {"config_json": tf.constant(self.config_json), "format_version": tf.constant(FORMAT_VERSION)}
+        return {"config_json": tf.constant(self.config_json), "format_version": tf.constant(FORMAT_VERSION),
+                "likelihood": tf.constant(self.likelihood)}
 
 
-def is_saved_model(path) -> bool:
-    return (Path(path) / "saved_model.pb").is_file()
+# -- where SavedModels live ---------------------------------------------------------------------------
+# An export stages the model in ``.<name>.tmp-<pid>-<random>`` beside its target and, when it replaces an
+# earlier model, moves that one to ``.<name>.old-<pid>`` for the instant between two renames.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)?")
+_VERSION = re.compile(r"^\d+$")
 
 
-def export(model, config_json: str, directory, overwrite: bool = False) -> Path:
-    """Write ``model`` as a SavedModel to ``directory``, atomically.
+def _leftovers(directory: Path, kind: str) -> list[tuple[Path, int | None]]:
+    """(path, pid or None) of the ``.<name>.<kind>-*`` folders an export to ``directory`` leaves while it runs."""
+    found = []
+    if directory.parent.is_dir():
+        for entry in directory.parent.iterdir():
+            match = _LEFTOVER.match(entry.name)
+            if match and match["name"] == directory.name and match["kind"] == kind and entry.is_dir():
+                found.append((entry, int(match["pid"]) if match["pid"] else None))
+    return found
 
-    The model is saved into a temporary sibling folder and renamed into place only when complete, so an
-    interrupted export never leaves a half-written model. An existing non-empty ``directory`` is refused
-    unless ``overwrite``.
+
+def _process_alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # another user's process
+        return True
+    return True
+
+
+def interrupted_export(directory) -> Path | None:
+    """The model an export killed between its two renames left beside ``directory`` (then missing):
+    ``.<name>.old-<pid>``, or None. The next :func:`export` moves it back; loads read it meanwhile."""
+    directory = Path(directory)
+    if directory.exists():
+        return None
+    candidates = [path for path, _ in _leftovers(directory, "old") if is_saved_model(path, follow=False)]
+    # more than one only if several exports were killed mid-swap: the latest rename is the latest model
+    return max(candidates, key=lambda path: path.stat().st_ctime, default=None)
+
+
+def model_versions(base) -> list[tuple[int, Path]]:
+    """(version, folder) of the numbered SavedModels in a TF Serving model base path, oldest first."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted((int(entry.name), entry) for entry in base.iterdir()
+                  if _VERSION.match(entry.name) and (entry / "saved_model.pb").is_file())
+
+
+def resolve_saved_model(path) -> Path | None:
+    """The SavedModel folder behind ``path``: ``path`` itself; for a TF Serving model base path its highest
+    version ``<path>/<N>``; for an export interrupted while it replaced ``path``, the earlier model kept
+    beside it (see :func:`interrupted_export`). None if there is none."""
+    path = Path(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = model_versions(path)
+    if versions:
+        return versions[-1][1]
+    return interrupted_export(path)
+
+
+def is_saved_model(path, follow: bool = True) -> bool:
+    """Whether ``path`` is a SavedModel folder or (``follow``) leads to one: see :func:`resolve_saved_model`."""
+    if not follow:
+        return (Path(path) / "saved_model.pb").is_file()
+    return resolve_saved_model(path) is not None
+
+
+def _real(path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def check_export_location(export_dir, run_dir) -> None:
+    """Refuse an export folder that is the run folder, holds it, or lies inside it (compared as real paths,
+    after symbolic links and ``..``): replacing it would delete the run, and a model inside the run folder
+    would be moved, copied and locked with the run's own files."""
+    target, run = _real(export_dir), _real(run_dir)
+    if target == run:
+        relation = "is the run folder"
+    elif run.is_relative_to(target):
+        relation = f"contains the run folder {run_dir}"
+    elif target.is_relative_to(run):
+        relation = f"lies inside the run folder {run_dir}"
+    else:
+        return
+    raise VampkerasError(f"the export folder {export_dir} {relation}; the SavedModel must go to a folder outside "
+                         "the run folder: choose another --export")
+
+
+def check_writable(folder) -> None:
+    """Refuse an export that cannot write into ``folder`` (the folder its SavedModel goes into: the export
+    folder's parent, or a model base path): its nearest existing ancestor must be a writable folder. Checked
+    before any work, so that hours of training do not end in a failed export."""
+    existing = _real(folder)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise VampkerasError(f"cannot write the SavedModel into {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VampkerasError(f"cannot write the SavedModel into {folder}: the folder {existing} is not writable")
+
+
+def check_model_base(base) -> None:
+    """Refuse a TF Serving model base path that cannot take a new version: a file, a SavedModel itself, or a
+    folder holding other files but no numbered versions (not a model base path: a mistyped folder)."""
+    base = Path(base)
+    if base.exists() and not base.is_dir():
+        raise VampkerasError(f"the model base path {base} is a file, not a folder")
+    if (base / "saved_model.pb").is_file():
+        raise VampkerasError(f"{base} is a SavedModel, not a model base path: a versioned export writes numbered "
+                             "versions <base>/1, <base>/2, ... into a folder of its own; choose another --export")
+    if base.is_dir():
+        names = [entry.name for entry in base.iterdir() if not entry.name.startswith(".")]
+        if names and not any(_VERSION.match(name) for name in names):
+            raise VampkerasError(f"{base} holds files but no numbered model versions, so it is no model base path; "
+                                 "choose a new or empty folder, or the base path of earlier versions")
+
+
+# -- writing ------------------------------------------------------------------------------------------
+def _umask() -> int:
+    """The process's umask, read without changing it where the kernel tells (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(folder: Path) -> None:
+    """Give ``folder`` and everything in it the modes the umask gives new files (0644/0755 under 022):
+    TensorFlow creates folders 0755 whatever the umask, and a staging folder of tempfile's would be 0700."""
+    mask = _umask()
+    for root, folders, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _write_saved_model(model, config_json: str, target: Path, staging: Path) -> None:
+    """Save ``model``'s :class:`ExportModule` as a SavedModel in the new folder ``target``, with
+    ``assets/config.json`` (written first into ``staging``)."""
+    config_path = staging / "config.json"
+    config_path.write_text(config_json)
+    module = ExportModule(model, config_json, str(config_path))
+    tf.saved_model.save(module, str(target), signatures=module.signatures())
+
+
+def _stage(model, config_json: str, folder: Path, name: str) -> tuple[Path, Path]:
+    """Write the SavedModel into a fresh staging folder inside ``folder``; returns (staging, model folder)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=folder))
+    try:
+        target = staging / "model"
+        _write_saved_model(model, config_json, target, staging)
+        _honour_umask(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging, target
+
+
+def _clear_leftovers(directory: Path) -> None:
+    """Before an export to ``directory``: move an interrupted export's earlier model back into place, and
+    delete what dead exports left (staging folders, and earlier models already replaced)."""
+    recovered = interrupted_export(directory)
+    if recovered is not None:
+        os.replace(recovered, directory)
+        _fsync_folder(directory.parent)
+        logger.warning("an earlier export to %s was interrupted; its previous model is back in place", directory)
+    for path, pid in _leftovers(directory, "tmp"):
+        if not _process_alive(pid):         # (a live process may be exporting there right now)
+            shutil.rmtree(path, ignore_errors=True)
+    if directory.exists():
+        for path, _ in _leftovers(directory, "old"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def export(model, config_json: str, directory, overwrite: bool = False, versioned: bool = False) -> Path:
+    """Write ``model`` as a SavedModel to ``directory``, atomically; returns the SavedModel's folder.
+
+    The model is saved into a temporary folder and renamed into place only when complete, so an interrupted
+    export never leaves a half-written model. An existing non-empty ``directory`` is refused unless
+    ``overwrite``; it is then replaced by two renames (old model aside, new one in), and a kill between them
+    leaves the old model beside ``directory``, which :func:`resolve_saved_model` finds and the next export
+    moves back before anything else.
+
+    With ``versioned``, ``directory`` is a TF Serving model base path: the model becomes its next version,
+    ``<directory>/<N>`` with N one more than the highest version there (1 in a new or empty folder); an
+    existing version is never overwritten.
     """
     directory = Path(directory)
+    if directory.name in ("", ".", ".."):       # ".", "a/..": the folder by its own name, beside its siblings
+        directory = Path(os.path.abspath(directory))
+    if versioned:
+        return _export_version(model, config_json, directory)
+    _clear_leftovers(directory)
+    if directory.exists() and not directory.is_dir():
+        raise VampkerasError(f"the export folder {directory} is a file; choose another --export folder")
     if directory.exists() and any(directory.iterdir()) and not overwrite:
         raise VampkerasError(f"the export folder {directory} already holds files; choose another --export "
                              "folder or pass --overwrite")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    for stale in directory.parent.glob(f".{directory.name}.*-*"):     # left by an export that was killed
-        if stale.is_dir() and (stale.name.startswith(f".{directory.name}.tmp-")
-                               or stale.name.startswith(f".{directory.name}.old-")):
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    staging, target = _stage(model, config_json, directory.parent, directory.name)
     try:
-        config_path = staging / "config.json"
-        config_path.write_text(config_json)
-        module = ExportModule(model, config_json, str(config_path))
-        target = staging / "model"
-        tf.saved_model.save(module, str(target), signatures=module.signatures())
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
             os.replace(directory, old)
             os.replace(target, directory)
+            _fsync_folder(directory.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(target, directory)
+            _fsync_folder(directory.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("exported SavedModel to %s", directory)
     return directory
+
+
+def _export_version(model, config_json: str, base: Path) -> Path:
+    check_model_base(base)
+    base.mkdir(parents=True, exist_ok=True)
+    for path, pid in _leftovers(base / "version", "tmp"):
+        if not _process_alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+    staging, target = _stage(model, config_json, base, "version")
+    try:
+        for _ in range(100):
+            version = 1 + max((int(entry.name) for entry in base.iterdir() if _VERSION.match(entry.name)),
+                              default=0)
+            destination = base / str(version)
+            try:
+                # rename(2) moves a folder onto a missing or empty one only: a version another process wrote
+                # meanwhile is never replaced (then the next number is tried)
+                os.rename(target, destination)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        else:
+            raise VampkerasError(f"cannot find a free version number in {base}: other processes keep adding "
+                                 "versions there")
+        _fsync_folder(base)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("exported SavedModel version %d to %s", version, destination)
+    return destination

@@ -132,20 +132,9 @@ def log_likelihood_histogram(values, path=None, title: str = "test log-likelihoo
     return png
 
 
-def read_history(run_dir) -> list[dict]:
-    """The rows of ``<run_dir>/history.csv`` (one per epoch) as dicts of floats; [] if there is none."""
-    import csv
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as stream:
-        return [{key: float(value) for key, value in row.items() if value not in ("", None)}
-                for row in csv.DictReader(stream)]
-
-
 def training_curves(history: list[dict]) -> bytes:
-    """Loss, reconstruction, KL, validation loss and β per epoch (from history.csv rows, see
-    :func:`read_history`), PNG bytes: losses in nats on the left, KL and β (dashed, right axis) on the right."""
+    """Loss, reconstruction, KL, validation loss and β per epoch (a run's history rows, see
+    :meth:`vampkeras.run_folder.RunFolder.read_history`), PNG bytes: losses in nats on the left, KL and β (dashed, right axis) on the right."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -241,17 +230,20 @@ def tensorboard_images(module, test_images, num: int = 64, seed: int = 0) -> dic
     return {name: grid[None, :, :, None] for name, grid in grids.items()}
 
 
-def write_run_figures(run_dir, scorer_or_module, config=None, test_images=None, seed: int = 0,
+def write_run_figures(run, scorer_or_module, config=None, test_images=None, seed: int = 0,
                       data_dir=None) -> dict[str, Path]:
-    """Write the figures of a trained model into ``<run_dir>/figures/`` and return name → path:
-    generations.png, reconstructions.png, pseudo_inputs.png (VampPriors), component_generations.png
-    (mixture priors) and training_curves.png (if ``<run_dir>/history.csv`` has rows).
+    """Write the figures of a trained model into the figures folder of ``run`` (a
+    :class:`~vampkeras.run_folder.RunFolder` or its path) and return name → path: generations.png,
+    reconstructions.png, pseudo_inputs.png (VampPriors), component_generations.png (mixture priors) and
+    training_curves.png (if the run's history has rows).
 
     ``scorer_or_module``: a :class:`~vampkeras.evaluation.Scorer` (``load_scorer(run_dir)``), an
     ExportModule or a loaded SavedModel. ``config`` (a RunConfig; default the scorer's) sets how many
     images are drawn (:func:`figure_sizes`). ``test_images`` (n, H, W) in [0, 1] to reconstruct; default
     the first test images of the config's dataset (read from ``data_dir``, default the config's)."""
-    run_dir = Path(run_dir)
+    from vampkeras.run_folder import RunFolder
+
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
     module = _module_of(scorer_or_module)
     config = config if config is not None else getattr(scorer_or_module, "config", None)
     sizes = figure_sizes(config)
@@ -262,11 +254,11 @@ def write_run_figures(run_dir, scorer_or_module, config=None, test_images=None, 
         data = load_dataset(config.dataset, data_dir or config.data_dir, max_examples=sizes["num_test_images"])
         test_images = data.test.reshape(-1, *data.spec.image_shape)
     test_images = np.asarray(test_images, dtype=np.float32)[:sizes["num_test_images"]]
-    folder = run_dir / "figures"
+    folder = run.figures_dir
     paths = write_model_figures(folder, module, test_images, num_samples=sizes["num_samples"], seed=seed,
                                 component_samples=sizes["component_samples"])
-    history = read_history(run_dir)
+    history = run.read_history()
     if history:
-        paths["training_curves"] = save_png(folder / "training_curves.png", training_curves(history))
+        paths["training_curves"] = save_png(run.figure_path("training_curves"), training_curves(history))
     logger.info("wrote figures %s to %s", sorted(paths), folder)
     return paths

@@ -11,12 +11,11 @@ import numbers
 from pathlib import Path
 
 from vampkeras import figures
-from vampkeras.checkpoints import atomic_write_text
+from vampkeras.checkpoints import atomic_write_text, check_writable_file
 from vampkeras.errors import VampkerasError
+from vampkeras.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
-
-EVALUATION_FILE = "evaluation.json"
 
 
 def _img(png: bytes, caption: str, scale: int = 1) -> str:
@@ -39,17 +38,11 @@ def _nats(value) -> str:
     return html.escape(str(value))
 
 
-def _matching_evaluation(path: Path, dataset: str, num_samples: int, num_examples: int) -> dict | None:
-    """The summary saved in ``evaluation.json`` if it scored the whole requested test set (the same dataset
-    and number of examples) with at least ``num_samples`` importance samples, in float32; else None."""
-    if not path.is_file():
-        return None
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        logger.warning("ignoring the unreadable %s", path)
-        return None
-    if not isinstance(stored, dict):
+def _matching_evaluation(run: RunFolder, dataset: str, num_samples: int, num_examples: int) -> dict | None:
+    """The run's saved evaluation summary if it scored the whole requested test set (the same dataset and
+    number of examples) with at least ``num_samples`` importance samples, in float32; else None."""
+    stored = run.read_evaluation()
+    if stored is None:
         return None
     matches = (stored.get("dataset") == dataset and stored.get("split") == "test"
                and stored.get("num_examples") == num_examples and stored.get("num_samples", 0) >= num_samples
@@ -66,7 +59,7 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     pseudo-inputs and one component's generations (if the prior has them) and the histogram of per-example
     test log-likelihoods (paper Figure 7). All images are embedded as ``data:image/png;base64`` URIs.
 
-    The metrics come from ``<run_dir>/evaluation.json`` when it scored the same test set (the first
+    The metrics come from the run's saved evaluation when it scored the same test set (the first
     ``max_examples`` test images, default all) with at least ``num_samples`` importance samples and the
     histogram figure is there; otherwise the run is evaluated with :func:`vampkeras.evaluation.evaluate`
     (which refreshes both)."""
@@ -74,16 +67,22 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     from vampkeras.evaluation import evaluate, load_scorer
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise VampkerasError(f"{run_dir} is not a run folder (no config.json)")
+    run = RunFolder(run_dir)
+    run.read_config()          # a folder without (or with a broken) config.json is refused before any work
     if num_samples < 1:
         raise VampkerasError("--samples must be at least 1")
+    out_path = Path(out_path) if out_path else run.report_path
+    try:
+        check_writable_file(out_path, "the report")
+    except VampkerasError as error:
+        hint = "; a read-only run can be reported elsewhere with --out FILE" if out_path == run.report_path else ""
+        raise VampkerasError(f"{error}{hint}") from None
     scorer = load_scorer(run_dir)
     config = scorer.config
     data_dir = data_dir or config.data_dir
     data = load_dataset(config.dataset, data_dir, max_examples=max_examples)
-    histogram_path = run_dir / "figures" / "log_likelihood_histogram.png"
-    summary = _matching_evaluation(run_dir / EVALUATION_FILE, config.dataset, num_samples, len(data.test))
+    histogram_path = run.figure_path("log_likelihood_histogram")
+    summary = _matching_evaluation(run, config.dataset, num_samples, len(data.test))
     per_example = None
     if summary is None or not histogram_path.is_file():
         summary, per_example = evaluate(run_dir, num_samples=num_samples, max_examples=max_examples,
@@ -99,7 +98,7 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     test_images = data.test[:sizes["num_test_images"]].reshape(-1, *scorer.image_shape)
     images = figures.model_images(scorer.module, test_images, num_samples=sizes["num_samples"],
                                   component_samples=sizes["component_samples"])
-    history = figures.read_history(run_dir)
+    history = run.read_history()
 
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                    for k, v in sorted(config.to_dict().items()))
@@ -134,7 +133,6 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
             f"<body><h1>{html.escape(config.model)} + {html.escape(config.prior)} on "
             f"{html.escape(config.dataset)}</h1><p>run folder: {html.escape(str(run_dir))}</p>"
             + "".join(sections) + "</body></html>")
-    out_path = Path(out_path) if out_path else run_dir / "report.html"
     try:
         atomic_write_text(out_path, page)
     except OSError as error:

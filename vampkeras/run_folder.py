@@ -17,15 +17,19 @@ Nothing else in vampkeras spells these names; callers ask a :class:`RunFolder` f
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import json
 import logging
+import math
 import os
 import socket
 import time
 from pathlib import Path
 
-from vampkeras.errors import VampkerasError
+from vampkeras.config import RunConfig
+from vampkeras.errors import ConfigError, VampkerasError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,10 @@ FIGURES_DIR = "figures"
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.html"
 LOCK_FILE = ".lock"
+# history.csv's columns, in order: one row per finished epoch (training losses are the epoch's means,
+# validation losses with β = 1, seconds the epoch's wall-clock time)
+HISTORY_COLUMNS = ("epoch", "loss", "reconstruction", "kl", "val_loss", "val_reconstruction", "val_kl", "beta",
+                   "learning_rate", "seconds", "examples_per_second")
 
 
 class RunFolderLocked(VampkerasError):
@@ -86,6 +94,70 @@ class RunFolder:
     def lock_path(self) -> Path:
         return self.path / LOCK_FILE
 
+    def figure_path(self, name: str) -> Path:
+        """``figures/<name>.png``."""
+        return self.figures_dir / f"{name}.png"
+
+    @property
+    def best_checkpoint_path(self) -> Path:
+        from vampkeras.checkpoints import BEST_WEIGHTS
+        return self.checkpoint_dir / BEST_WEIGHTS
+
+    # --- records ------------------------------------------------------------------------------------------
+    def read_config(self) -> RunConfig:
+        """The run's saved config, checked: a missing, damaged or hand-edited ``config.json`` (unknown keys,
+        values of the wrong type or out of range) is one :class:`ConfigError` naming the file."""
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            raise VampkerasError(f"{self.path} is not a run folder (no {CONFIG_FILE})") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise VampkerasError(f"cannot read {self.config_path}: {getattr(error, 'strerror', None) or error}") \
+                from None
+        try:
+            return RunConfig.from_json(text).validate()
+        except ConfigError as error:
+            raise ConfigError(f"{self.config_path} is not a valid run configuration: {error}") from None
+
+    def write_config(self, config: RunConfig) -> None:
+        from vampkeras.checkpoints import atomic_write_text
+        atomic_write_text(self.config_path, config.to_json())
+
+    def read_history(self) -> list[dict]:
+        """history.csv's rows (one per finished epoch) as dicts of floats; [] if there is none."""
+        if not self.history_path.is_file():
+            return []
+        with open(self.history_path, newline="") as stream:
+            return [{key: float(value) for key, value in row.items() if value not in ("", None)}
+                    for row in csv.DictReader(stream)]
+
+    def write_history(self, history: list[dict]) -> None:
+        from vampkeras.checkpoints import atomic_write_text
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.history_path, buffer.getvalue())
+
+    def read_evaluation(self) -> dict | None:
+        """The last saved evaluation summary, or None if there is none or it cannot be read."""
+        if not self.evaluation_path.is_file():
+            return None
+        try:
+            stored = json.loads(self.evaluation_path.read_text())
+        except (OSError, ValueError):
+            logger.warning("ignoring the unreadable %s", self.evaluation_path)
+            return None
+        return stored if isinstance(stored, dict) else None
+
+    def write_evaluation(self, summary: dict) -> None:
+        from vampkeras.checkpoints import atomic_write_text
+        atomic_write_text(self.evaluation_path, summary_json(summary) + "\n")
+
+    def is_writable(self) -> bool:
+        """Whether files can be created in the folder (a read-only run can still be evaluated elsewhere)."""
+        return os.access(self.path, os.W_OK | os.X_OK)
+
     # --- status -------------------------------------------------------------------------------------------
     def holds_run(self) -> bool:
         """Whether the folder holds a run (its ``config.json``)."""
@@ -94,9 +166,15 @@ class RunFolder:
     def is_empty_or_missing(self) -> bool:
         return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
 
-    def check_new_run_target(self) -> None:
-        """Refuse a folder a new run must not be written into: one that holds a run already, a file, or a
-        non-empty folder that is not a run folder (its files would be overwritten or mixed with the run's)."""
+    def check_new_run_target(self, restart: bool = False) -> None:
+        """Refuse a folder a new run must not be written into: one that holds a run already (unless
+        ``restart``: the run will be moved aside), a file, or a non-empty folder that is not a run folder (its
+        files would be overwritten or mixed with the run's)."""
+        if restart:
+            if self.holds_run():
+                return
+            raise VampkerasError(f"--restart found no run to start again in {self.path} (no {CONFIG_FILE}); "
+                                 "drop --restart to start a new run there")
         if self.holds_run():
             raise VampkerasError(f"the run folder {self.path} already holds a run; pass --resume to continue it, "
                                  "--restart to start it again (the old run is moved aside, not deleted), or "
@@ -158,6 +236,17 @@ class RunFolder:
         os.replace(self.path, target)
         logger.info("moved the old run %s aside to %s", self.path, target)
         return target
+
+
+def summary_json(summary: dict) -> str:
+    """A results summary as JSON text. A NaN or infinite result is an error that says which (JSON has no NaN:
+    ``json.dumps`` would write the invalid token ``NaN``)."""
+    bad = sorted(key for key, value in summary.items() if isinstance(value, float) and not math.isfinite(value))
+    if bad:
+        raise VampkerasError(f"the result is not a finite number ({', '.join(f'{k} = {summary[k]}' for k in bad)}): "
+                             "the model or its input is broken (a diverged run, or too many importance samples "
+                             "for float32)")
+    return json.dumps(summary, indent=2, allow_nan=False)
 
 
 def _holder_text(recorded: str) -> str:

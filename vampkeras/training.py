@@ -1,15 +1,12 @@
-"""Training: the run folder, KL warm-up, early stopping, checkpoints, TensorBoard, resume, export.
+"""Training: KL warm-up, early stopping, checkpoints, TensorBoard, resume, export.
 
-A run folder holds ``config.json`` (the :class:`RunConfig`), ``checkpoints/`` (``epoch-NNNNN.npz`` every
-epoch with weights, optimizer state and bookkeeping; ``best.npz`` with the best weights so far),
-``logs/`` (TensorBoard scalars) and ``history.csv`` (one row per epoch).
+The run's files live in a run folder (:class:`vampkeras.run_folder.RunFolder` owns their names); a training
+process holds the folder's lock from before it writes anything until it ends.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import math
 import shutil
@@ -27,12 +24,10 @@ from vampkeras.data.pipeline import evaluation_batches, training_batches
 from vampkeras.distribution import (ClusterTask, WorkerLost, failure_reason, is_peer_failure, lost_peer,
                                     make_strategy, read_tf_config)
 from vampkeras.errors import ConfigError, TrainingDiverged, VampkerasError
-from vampkeras.models import build_model, build_model_for_weights
+from vampkeras.models import build_model, build_model_for_weights, check_prior_data
+from vampkeras.run_folder import FIGURES_DIR, HISTORY_COLUMNS, LOCK_FILE, LOGS_DIR, RunFolder
 
 logger = logging.getLogger(__name__)
-
-HISTORY_COLUMNS = ("epoch", "loss", "reconstruction", "kl", "val_loss", "val_reconstruction", "val_kl", "beta",
-                   "learning_rate", "seconds", "examples_per_second")
 
 
 @dataclasses.dataclass
@@ -88,28 +83,20 @@ def fresh_state() -> dict:
             "history": []}
 
 
-def write_history(path, history: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(history)
-    checkpoints.atomic_write_text(path, buffer.getvalue())
-
-
 class RunKeeper(keras.callbacks.Callback):
     """Sets β each epoch, stops on NaN/Inf, and after each epoch records history, TensorBoard scalars,
     the best weights and a checkpoint, and applies early stopping (patience counted after warm-up)."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, state: dict, steps_per_epoch: int, num_examples: int,
+    def __init__(self, config: RunConfig, run: RunFolder, state: dict, steps_per_epoch: int, num_examples: int,
                  test_images=None):
         super().__init__()
         self.test_images = test_images          # (n, H, W) for the image summaries, or None
         self.config = config
-        self.run_dir = run_dir
+        self.run = run
         self.state = state
         self.steps_per_epoch = steps_per_epoch
         self.num_examples = num_examples
-        self.writer = tf.summary.create_file_writer(str(run_dir / "logs"))
+        self.writer = tf.summary.create_file_writer(str(run.logs_dir))
         self.diverged_at: tuple[int, int] | None = None
         self._epoch_start = 0.0
 
@@ -137,12 +124,12 @@ class RunKeeper(keras.callbacks.Callback):
         state = self.state
         state["history"].append(row)
         state["epoch"] = epoch + 1
-        checkpoint_dir = self.run_dir / "checkpoints"
+        checkpoint_dir = self.run.checkpoint_dir
         past_warmup = epoch + 1 > self.config.warmup
         try:
             if row["val_loss"] < state["best_val_loss"]:
                 state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, bad_epochs=0)
-                checkpoints.save(checkpoint_dir / checkpoints.BEST_WEIGHTS, self.model)
+                checkpoints.save(self.run.best_checkpoint_path, self.model)
             elif past_warmup:
                 state["bad_epochs"] += 1
             if state["bad_epochs"] >= self.config.patience:
@@ -150,7 +137,7 @@ class RunKeeper(keras.callbacks.Callback):
                 self.model.stop_training = True
             checkpoints.save_epoch(checkpoint_dir, epoch + 1, self.model, self.model.optimizer, state,
                                    self.config.keep_checkpoints)
-            write_history(self.run_dir / "history.csv", state["history"])
+            self.run.write_history(state["history"])
         except OSError as error:
             raise VampkerasError(
                 f"cannot write the checkpoint of epoch {epoch + 1} in {checkpoint_dir}: "
@@ -187,26 +174,31 @@ def _figure_module(model, config: RunConfig):
 
 
 def prepare_config(config: RunConfig, resume: bool, given: dict | None = None,
-                   new_folder_check: bool = True) -> RunConfig:
+                   new_folder_check: bool = True, restart: bool = False) -> RunConfig:
     """The config a run will use.
 
-    A new run gets default paths and must not reuse a folder that already holds a run (checked later
-    without ``new_folder_check``: a multiworker chief checks once all workers are connected). ``resume``
+    A new run gets default paths and must not be written into a folder that holds a run (unless ``restart``:
+    then that run is moved aside later, see :func:`train`) or any other files (checked later without
+    ``new_folder_check``: a multiworker chief checks once all workers are connected). ``resume``
     continues the run in ``config.run_dir`` with its saved config; the options in ``given`` (those the
     user set explicitly) may change how long it trains and where it exports, but not the model: any
     difference in a model-defining field is refused with the list of differences.
     """
+    if resume and restart:
+        raise ConfigError("--resume continues a run and --restart starts it again: pass one of them")
     if not resume:
+        if restart and config.run_dir is None:
+            raise ConfigError("--restart needs --run-dir: the folder of the run to start again")
         config = config.with_default_paths().validate()
         if new_folder_check:
-            _refuse_existing_run(config)
+            RunFolder(config.run_dir).check_new_run_target(restart)
         return config
     if config.run_dir is None:
         raise ConfigError("--resume needs --run-dir: the folder of the run to continue")
-    saved_path = Path(config.run_dir) / "config.json"
-    if not saved_path.is_file():
+    run = RunFolder(config.run_dir)
+    if not run.holds_run():
         raise VampkerasError(f"there is no run to resume in {config.run_dir} (no config.json)")
-    saved = RunConfig.from_json(saved_path.read_text())
+    saved = run.read_config()
     given = dict(given or {})
     requested = dataclasses.replace(saved, **{k: v for k, v in given.items() if k in MODEL_FIELDS})
     for name in ("num_components", "pseudo_init_mean", "pseudo_init_std"):
@@ -224,54 +216,103 @@ def prepare_config(config: RunConfig, resume: bool, given: dict | None = None,
 
 
 def _check_export_target(config: RunConfig, overwrite: bool) -> None:
+    """Refuse, before anything is created, an export that would destroy work: one into the run folder (or
+    around it), into a place that cannot be written, or over another run's SavedModel without ``overwrite``.
+    A SavedModel of this very run (same ``run_id``, wherever the run folder is reached from) is refreshed
+    without ``overwrite``; one without a run id (older vampkeras) counts as another run's. A versioned export
+    adds a new version and overwrites nothing."""
     target = Path(config.export_dir)
-    if overwrite or not target.exists() or not any(target.iterdir()):
+    export.check_export_location(target, config.run_dir)
+    if config.export_versioned:
+        export.check_writable(target)
+        export.check_model_base(target)
         return
-    own_config = target / "assets" / "config.json"
+    export.check_writable(target.parent)
+    if target.exists() and not target.is_dir():
+        raise VampkerasError(f"the export folder {target} is a file; choose another --export folder")
+    # the earlier model of an export that was killed while replacing it is the folder's content too
+    occupant = target if target.is_dir() and any(target.iterdir()) else export.interrupted_export(target)
+    if overwrite or occupant is None:
+        return
+    own_config = occupant / "assets" / "config.json"
     try:
-        if own_config.is_file() and RunConfig.from_json(own_config.read_text()).run_dir == config.run_dir:
-            return  # a previous export of this very run: refreshing it loses nothing
-    except VampkerasError:
-        pass
-    raise VampkerasError(f"the export folder {target} already holds files; choose another --export folder "
+        exported = RunConfig.from_json(own_config.read_text()) if own_config.is_file() else None
+    except (OSError, VampkerasError):
+        exported = None
+    if exported is not None and config.run_id is not None and exported.run_id == config.run_id:
+        return  # a previous export of this very run: refreshing it loses nothing
+    if exported is None:
+        whose = "files"
+    elif exported.run_id is None or config.run_id is None:
+        whose = (f"a SavedModel of the run {exported.run_dir} that cannot be told from another run's (runs and "
+                 "exports of older vampkeras versions carry no run id)")
+    else:
+        whose = f"the SavedModel of another run ({exported.run_dir})"
+    raise VampkerasError(f"the export folder {target} already holds {whose}; choose another --export folder "
                          "or pass --overwrite")
 
 
-def _export_best(model, config: RunConfig, run_dir: Path, spec, require_best: bool = False):
+def _export_best(model, config: RunConfig, run: RunFolder, spec, require_best: bool = False):
     """Export the best weights seen so far; without them, the current weights unless ``require_best``
-    (then nothing is exported and None returned). Returns the exported model: ``model`` itself, or for a
-    mixed-precision run a float32 copy of it (the SavedModel computes in float32)."""
-    best = run_dir / "checkpoints" / checkpoints.BEST_WEIGHTS
-    if best.is_file():
-        checkpoints.load(best, model)
+    (then nothing is exported and (None, None) returned). Returns the exported model (``model`` itself, or
+    for a mixed-precision run a float32 copy of it: the SavedModel computes in float32) and the SavedModel's
+    folder (``config.export_dir``, or its new version folder for a versioned export)."""
+    if run.best_checkpoint_path.is_file():
+        checkpoints.load(run.best_checkpoint_path, model)
     elif require_best:
-        return None
+        return None, None
     exported = model
     if config.mixed_precision:
         exported = build_model_for_weights(config, spec, mixed_precision=False)
         exported.set_weights(model.get_weights())
         tuning.tune_evaluation(exported, config.jit)
     try:
-        export.export(exported, config.to_json(), config.export_dir, overwrite=True)
+        folder = export.export(exported, config.to_json(), config.export_dir, overwrite=True,
+                               versioned=config.export_versioned)
     except OSError as error:
         raise VampkerasError(f"cannot write the SavedModel to {config.export_dir}: {error.strerror or error}; "
-                             f"the run folder {run_dir} is intact") from None
-    return exported
+                             f"the run folder {run.path} is intact") from None
+    return exported, folder
 
 
-def _write_final_figures(model, config: RunConfig, run_dir: Path, test_images) -> None:
-    """PNG figures of the exported (best) model and the training curves into ``<run>/figures``."""
+def _write_final_figures(model, config: RunConfig, run: RunFolder, test_images) -> None:
+    """PNG figures of the exported (best) model and the training curves into the run's figures folder."""
     from vampkeras import figures
 
     try:
-        figures.write_run_figures(run_dir, _figure_module(model, config), config, test_images)
+        figures.write_run_figures(run, _figure_module(model, config), config, test_images)
     except OSError as error:
-        raise VampkerasError(f"cannot write the figures in {run_dir / 'figures'}: {error.strerror or error}") from None
+        raise VampkerasError(f"cannot write the figures in {run.figures_dir}: {error.strerror or error}") from None
+
+
+def _restored_state(run: RunFolder, model, optimizer) -> dict:
+    """The state of the newest readable epoch checkpoint (weights and optimizer restored into ``model``).
+
+    Resume never goes backwards silently: if the run has finished epochs (checkpoints or history rows) but
+    no epoch checkpoint can be read, starting at epoch 1 would overwrite its history and its best weights,
+    so it is refused. A run stopped before its first epoch ended starts at epoch 1."""
+    state = checkpoints.restore_latest(run.checkpoint_dir, model, optimizer)
+    if state is not None:
+        return state
+    saved = checkpoints.epoch_checkpoints(run.checkpoint_dir)
+    finished = len(run.read_history())
+    if saved or finished or run.best_checkpoint_path.is_file():
+        what = (f"none of its {len(saved)} epoch checkpoint(s) in {run.checkpoint_dir} can be read" if saved
+                else f"it has no epoch checkpoint in {run.checkpoint_dir}")
+        raise VampkerasError(
+            f"cannot resume the run in {run.path}: {what}, though it has "
+            f"{finished or 'some'} finished epoch(s); resuming would start again at epoch 1 and overwrite its "
+            f"history and best weights. Pass --restart to move the run aside and start it again, or restore "
+            f"its checkpoints")
+    return fresh_state()
 
 
 def train(config: RunConfig, resume: bool = False, given: dict | None = None, overwrite: bool = False,
-          verbose: int | str = "auto") -> TrainResult:
+          verbose: int | str = "auto", restart: bool = False) -> TrainResult:
     """Train (or resume) a run end to end and export its best weights as a SavedModel.
+
+    ``restart`` starts the run in ``config.run_dir`` again from scratch after moving the old one aside to
+    ``<run_dir>.restarted-<time>`` (nothing is deleted).
 
     Under ``--strategy multiworker`` every worker runs this with the same options. The chief writes the run
     folder and the export; every other worker trains in a temporary folder of its own, deleted at the end:
@@ -285,26 +326,26 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     task = read_tf_config() if config.strategy == "multiworker" else None
     if task is not None and resume:
         strategy = make_strategy("multiworker")
-        if config.run_dir and not task.is_chief and not (Path(config.run_dir) / "config.json").is_file():
+        if config.run_dir and not task.is_chief and not RunFolder(config.run_dir).holds_run():
             raise VampkerasError(f"{task.name} sees no run to resume in {config.run_dir} (no config.json): under "
                                  "--strategy multiworker every worker must see the run folder, on storage they "
                                  "share at the same path")
         config = prepare_config(config, resume, {**(given or {}), "strategy": "multiworker"})
     else:
-        config = prepare_config(config, resume, given, new_folder_check=task is None)
+        config = prepare_config(config, resume, given, new_folder_check=task is None, restart=restart)
         if config.strategy == "multiworker" and task is None:      # resuming a multiworker run
             task = read_tf_config()
         strategy = make_strategy(config.strategy, config.replicas)
     if task is None:
         _check_export_target(config, overwrite)
-        return _train(config, strategy, resume, verbose)
+        return _train(config, strategy, resume, verbose, restart=restart)
     scratch = None
     try:
         if task.is_chief:
             if not resume:
-                _refuse_existing_run(config)
+                RunFolder(config.run_dir).check_new_run_target(restart)
             _check_export_target(config, overwrite)
-            return _train(config, strategy, resume, verbose, multiworker=True)
+            return _train(config, strategy, resume, verbose, multiworker=True, restart=restart)
         scratch = Path(tempfile.mkdtemp(prefix=f"vampkeras-{task.task_type}{task.index}-"))
         local = dataclasses.replace(config, run_dir=str(scratch / "run"), export_dir=str(scratch / "export"))
         if resume:
@@ -323,11 +364,12 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
 
 
 def _lost_worker_message(error, task: ClusterTask, run_dir: Path) -> str:
-    saved = checkpoints.epoch_checkpoints(run_dir / "checkpoints")
+    run = RunFolder(run_dir)
+    saved = checkpoints.epoch_checkpoints(run.checkpoint_dir)
     if saved:
-        restart = (f"The last complete checkpoint (epoch {saved[-1][0]}) is in {run_dir / 'checkpoints'}: start "
+        restart = (f"The last complete checkpoint (epoch {saved[-1][0]}) is in {run.checkpoint_dir}: start "
                    "every worker again with the same command plus --resume")
-    elif (run_dir / "config.json").is_file():
+    elif run.holds_run():
         restart = "No epoch was complete: start every worker again with the same command plus --resume"
     else:
         restart = "No epoch was complete: start every worker again with the same command"
@@ -336,32 +378,58 @@ def _lost_worker_message(error, task: ClusterTask, run_dir: Path) -> str:
             + restart)
 
 
-def _refuse_existing_run(config: RunConfig) -> None:
-    if (Path(config.run_dir) / "config.json").exists():
-        raise VampkerasError(f"the run folder {config.run_dir} already holds a run; pass --resume to continue it, "
-                             "or choose another --run-dir")
+def _move_old_run_aside(run: RunFolder) -> None:
+    """--restart: move the run in ``run`` aside (never deleting it), once no process trains it."""
+    try:
+        with run.locked():           # refused, naming the holder, while another process trains or resumes it
+            moved = run.move_aside()
+    except OSError as error:
+        raise VampkerasError(f"cannot move the run {run.path} aside to start it again: "
+                             f"{error.strerror or error}") from None
+    logger.warning("--restart: the earlier run is kept in %s", moved)
 
 
 def _copy_run(source: Path, target: Path) -> None:
     """A non-chief worker's private copy of the run to resume: config and checkpoints (not the
     half-written temporaries of an interrupted save)."""
     try:
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*.tmp", "logs", "figures"))
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*.tmp", LOGS_DIR, FIGURES_DIR, LOCK_FILE))
     except (OSError, shutil.Error) as error:
         raise VampkerasError(f"cannot read the run folder {source} to resume it: {error}; under --strategy "
                              "multiworker every worker must see the run folder (shared storage)") from None
 
 
-def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool = False) -> TrainResult:
+def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool = False,
+           restart: bool = False) -> TrainResult:
     dataset = load_dataset(config.dataset, config.data_dir, config.max_examples)
     config.resolve(dataset.spec).validate()
-    run_dir = Path(config.run_dir)
+    check_prior_data(config, len(dataset.train))      # every check passes before anything is created
+    run = RunFolder(config.run_dir)
+    if restart and run.holds_run():
+        _move_old_run_aside(run)
     try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if not resume:
-            checkpoints.atomic_write_text(run_dir / "config.json", config.to_json())
+        run.lock()          # until this process ends (the kernel releases it even after kill -9)
     except OSError as error:
-        raise VampkerasError(f"cannot write the run folder {run_dir}: {error.strerror}") from None
+        raise VampkerasError(f"cannot write the run folder {run.path}: {error.strerror or error}") from None
+    try:
+        return _train_locked(config, run, dataset, strategy, resume, verbose, multiworker)
+    finally:
+        run.unlock()
+
+
+def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: bool, verbose,
+                  multiworker: bool) -> TrainResult:
+    if not resume:
+        # (checked again under the lock: another process may have started a run here since)
+        if run.holds_run() or any(entry.name != run.lock_path.name for entry in run.path.iterdir()):
+            raise VampkerasError(f"the run folder {run.path} was filled by another process meanwhile; choose "
+                                 "another --run-dir")
+    try:
+        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            run.write_config(config)
+    except OSError as error:
+        raise VampkerasError(f"cannot write the run folder {run.path}: {error.strerror or error}") from None
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if config.mixed_precision and not tf.config.list_logical_devices("GPU"):
@@ -386,30 +454,31 @@ def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool
         # graph mode or XLA for the train step and the evaluation: the faster on this device (cached per machine)
         tuning.tune_training(model, config.batch_size, config.jit)
         tuning.tune_evaluation(model, config.jit)
-    state = (checkpoints.restore_latest(run_dir / "checkpoints", model, optimizer) if resume else None) or fresh_state()
+    state = _restored_state(run, model, optimizer) if resume else fresh_state()
     state["best_val_loss"] = float(state["best_val_loss"])
 
     test_images = dataset.test[:16].reshape(-1, *dataset.spec.image_shape)      # for the figures
     if state["epoch"] < config.epochs and not state["stopped_early"]:
         train_data, _ = training_batches(dataset.train, config.batch_size, config.seed, state["epoch"],
                                          binarize=dataset.spec.binarization == "dynamic")
-        keeper = RunKeeper(config, run_dir, state, steps, len(dataset.train), test_images)
+        keeper = RunKeeper(config, run, state, steps, len(dataset.train), test_images)
         model.fit(shard_by_data(train_data), steps_per_epoch=steps, epochs=config.epochs,
                   initial_epoch=state["epoch"],
                   validation_data=shard_by_data(evaluation_batches(dataset.validation, config.batch_size)),
                   callbacks=[keeper], verbose=verbose, shuffle=False)
         if keeper.diverged_at is not None:
             epoch, step = keeper.diverged_at
-            exported = _export_best(model, config, run_dir, dataset.spec, require_best=True) is not None
+            _, folder = _export_best(model, config, run, dataset.spec, require_best=True)
+            kept = (f"the last good checkpoint (epoch {state['epoch']}) is kept in {run.checkpoint_dir}"
+                    if state["epoch"] else "no epoch was complete, so there is no checkpoint to keep")
             raise TrainingDiverged(
-                f"the training loss became NaN/Inf in epoch {epoch}, step {step}; the last good checkpoint "
-                f"(epoch {state['epoch']}) is kept in {run_dir / 'checkpoints'}"
-                + (f" and the best model so far is exported to {config.export_dir}" if exported else "")
+                f"the training loss became NaN/Inf in epoch {epoch}, step {step}; {kept}"
+                + (f" and the best model so far is exported to {folder}" if folder is not None else "")
                 + ". Try a lower --lr.")
 
-    exported = _export_best(model, config, run_dir, dataset.spec)
+    exported, folder = _export_best(model, config, run, dataset.spec)
     if config.image_every:
-        _write_final_figures(exported, config, run_dir, test_images)
-    return TrainResult(run_dir=run_dir, export_dir=Path(config.export_dir), epochs_trained=state["epoch"],
+        _write_final_figures(exported, config, run, test_images)
+    return TrainResult(run_dir=run.path, export_dir=folder, epochs_trained=state["epoch"],
                        best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
                        stopped_early=state["stopped_early"])

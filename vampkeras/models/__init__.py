@@ -40,10 +40,7 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
     if use_data:
         if train_images is None:
             raise ValueError("data-initialised pseudo-inputs need the training images")
-        if len(train_images) < config.num_components:
-            from vampkeras.errors import ConfigError
-            raise ConfigError(f"--components {config.num_components} needs at least that many training images, "
-                              f"but only {len(train_images)} are loaded")
+        check_prior_data(config, len(train_images))
         rng = np.random.default_rng(config.seed)
         init_images = train_images[rng.choice(len(train_images), config.num_components, replace=False)]
     else:
@@ -52,6 +49,16 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
                      init_std=config.pseudo_init_std, init_images=init_images,
                      trainable_inputs=config.prior != "vampprior-data", weighted=config.weighted, seed=config.seed,
                      name="prior")
+
+
+def check_prior_data(config, num_train_images: int) -> None:
+    """Refuse (ConfigError) a prior that takes its K pseudo-inputs from fewer than K training images; a run
+    checks this before it creates anything."""
+    uses_data = config.prior == "vampprior-data" or (config.prior == "vampprior" and config.pseudo_init == "data")
+    if uses_data and num_train_images < config.num_components:
+        from vampkeras.errors import ConfigError
+        raise ConfigError(f"--components {config.num_components} needs at least that many training images, "
+                          f"but only {num_train_images} are loaded")
 
 
 def _require_resolved(config, names):
