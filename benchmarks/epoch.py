@@ -26,7 +26,7 @@ from vampkeras import optimizers, tuning  # noqa: E402
 from vampkeras.config import RunConfig  # noqa: E402
 from vampkeras.data import load_dataset  # noqa: E402
 from vampkeras.data.pipeline import training_batches  # noqa: E402
-from vampkeras.distribution import make_strategy  # noqa: E402
+from vampkeras.replicas import make_strategy  # noqa: E402
 from vampkeras.models import build_model  # noqa: E402
 from vampkeras.training import steps_per_execution  # noqa: E402
 

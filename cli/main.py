@@ -10,8 +10,9 @@ from click.core import ParameterSource
 # none of these imports TensorFlow: options are checked before it loads (vampkeras_cli.common.load_tensorflow)
 from vampkeras import __version__
 from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES
+from vampkeras.run_folder import EVALUATION_FILE, FIGURES_DIR
 from vampkeras_cli.common import DATASET, FINITE_FLOAT, POSITIVE_FLOAT, SEED, Progress, load_tensorflow, user_errors
-from vampkeras_cli.inspect import report, sample, score
+from vampkeras_cli.model_commands import report, sample, score
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vampkeras")
@@ -129,7 +130,7 @@ def train(ctx, overwrite, resume, restart, quiet, **options):
               help="Also write the results to this JSON file.")
 @click.option("--figures", "figures_dir", type=click.Path(file_okay=False), default=None,
               help="Write the log-likelihood histogram and active-units figure here [default for a run "
-                   "folder: RUN/figures, where evaluation.json is saved too].")
+                   f"folder: RUN/{FIGURES_DIR}, where {EVALUATION_FILE} is saved too].")
 @click.option("--mixed-precision", is_flag=True,
               help="Score a run folder with float16 layers (faster on GPUs; the densities stay float32). "
                    "benchmarks/README.md measures the difference to float32.")

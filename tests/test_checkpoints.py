@@ -1,6 +1,5 @@
 """Checkpoints: exact round trips, corrupt and mismatched files, rotation, resume, atomic writes."""
 
-import dataclasses
 import json
 import logging
 import os
@@ -14,15 +13,9 @@ from vampkeras import checkpoints, optimizers
 from vampkeras.checkpoints import CheckpointError, CheckpointMismatch, CheckpointUnreadable
 from vampkeras.config import RunConfig
 from vampkeras.models import build_model
+from tests.fakes import ImageSpec
 
 PIXELS = 20
-
-
-@dataclasses.dataclass
-class Spec:
-    image_shape: tuple = (4, 5)
-    num_pixels: int = PIXELS
-    likelihood: str = "bernoulli"
 
 
 def make(seed=3, train_steps=0, **overrides):
@@ -30,7 +23,7 @@ def make(seed=3, train_steps=0, **overrides):
     values = dict(num_components=5, latent_dim=4, hidden_units=16, pseudo_init_mean=0.05, pseudo_init_std=0.01,
                   seed=seed)
     values.update(overrides)
-    model = build_model(RunConfig(**values), Spec())
+    model = build_model(RunConfig(**values), ImageSpec())
     optimizer = optimizers.build("adam-normgrad", 1e-2)
     model.compile(optimizer=optimizer)
     optimizer.build(model.trainable_variables)

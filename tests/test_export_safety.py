@@ -14,7 +14,8 @@ import pytest
 from vampkeras import export
 from vampkeras.config import RunConfig
 from vampkeras.errors import VampkerasError
-from vampkeras.training import _check_export_target, prepare_config, train
+from vampkeras.run_setup import check_export_target, prepare_config
+from vampkeras.training import train
 
 # A run that would train for a few seconds if a refusal failed to happen (it must not get that far).
 TINY_RUN = dict(epochs=1, max_examples=50, num_components=5, latent_dim=2, hidden_units=8, image_every=0)
@@ -293,7 +294,7 @@ def test_another_run_with_the_same_run_dir_text_does_not_overwrite_the_export(tm
         train(RunConfig(run_dir="runA", export_dir="../SM", **{**TINY_RUN, "seed": 99}), verbose=0)
     assert not (tmp_path / "B" / "runA").exists() and marker(tmp_path / "SM") == "model"
     # the first run itself, reached from B by another path, may refresh its export without --overwrite
-    _check_export_target(dataclasses.replace(first, run_dir="../A/runA"), overwrite=False)
+    check_export_target(dataclasses.replace(first, run_dir="../A/runA"), overwrite=False)
 
 
 def test_an_export_without_a_run_id_is_only_replaced_with_overwrite(tmp_path, monkeypatch):
@@ -306,7 +307,7 @@ def test_an_export_without_a_run_id_is_only_replaced_with_overwrite(tmp_path, mo
     with pytest.raises(VampkerasError, match="cannot be told from another run's.*--overwrite"):
         train(RunConfig(run_dir="runA", export_dir="../SM", **{**TINY_RUN, "seed": 99}), verbose=0)
     assert not (tmp_path / "B" / "runA").exists()
-    _check_export_target(new_config(tmp_path, "runA", "../SM", seed=99), overwrite=True)
+    check_export_target(new_config(tmp_path, "runA", "../SM", seed=99), overwrite=True)
 
 
 def test_the_model_an_interrupted_export_left_aside_still_counts_as_the_folders_content(tmp_path):
@@ -314,8 +315,8 @@ def test_the_model_an_interrupted_export_left_aside_still_counts_as_the_folders_
     write_export_of(owner, tmp_path / ".SM.old-123")        # moved aside by an export killed mid-replace
     other = new_config(tmp_path, tmp_path / "runB", tmp_path / "SM")
     with pytest.raises(VampkerasError, match="another run"):
-        _check_export_target(other, overwrite=False)
-    _check_export_target(owner, overwrite=False)
+        check_export_target(other, overwrite=False)
+    check_export_target(owner, overwrite=False)
 
 
 # -- a real SavedModel: modes, versions, loading after an interrupted replace ----------------------------------
@@ -328,6 +329,7 @@ def tiny_model():
     return build_model(config, DATASETS["mnist5k"]), config
 
 
+@pytest.mark.slow
 def test_a_real_export_honours_the_umask_and_loads_from_its_base_path_or_aside(tmp_path, monkeypatch,
                                                                                  tiny_model):
     from vampkeras.evaluation import load_scorer

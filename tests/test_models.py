@@ -4,9 +4,6 @@ Every expected value is computed here in float64 numpy/scipy from the model's ow
 outputs (never from the library function under test).
 """
 
-import dataclasses
-
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,18 +15,12 @@ from vampkeras.config import RunConfig
 from vampkeras.errors import ConfigError
 from vampkeras.models import VAE, as_seed, build_model
 from vampkeras.priors import MixtureOfGaussiansPrior, StandardNormalPrior, VampPrior
+from tests.fakes import ImageSpec
 
 IMAGE_SHAPE = (4, 5)
 PIXELS = 20
 LATENT = 4
 K = 5
-
-
-@dataclasses.dataclass
-class Spec:
-    image_shape: tuple = IMAGE_SHAPE
-    num_pixels: int = PIXELS
-    likelihood: str = "bernoulli"
 
 
 def config(**overrides):
@@ -42,7 +33,7 @@ def config(**overrides):
 def make_model(prior="vampprior", decoder_scale=1.0, seed=3, **overrides):
     """A tiny built model. The VampPrior's pseudo-inputs are spread over [-0.2, 1.2] (so that the K
     components differ and some weights are clipped); ``decoder_scale`` multiplies the decoder kernels."""
-    model = build_model(config(prior=prior, seed=seed, **overrides), Spec(),
+    model = build_model(config(prior=prior, seed=seed, **overrides), ImageSpec(IMAGE_SHAPE),
                         train_images=np.random.default_rng(seed).uniform(size=(12, PIXELS)).astype(np.float32))
     rng = np.random.default_rng(100 + seed)
     if isinstance(model.prior, VampPrior) and model.prior.pseudo_input_weights.trainable:
@@ -280,9 +271,9 @@ def test_sample_component_draws_from_one_pseudo_input_posterior():
 
 # -- building ---------------------------------------------------------------------------------------
 def test_build_model_is_deterministic_in_the_seed():
-    a = build_model(config(seed=5), Spec())
-    b = build_model(config(seed=5), Spec())
-    c = build_model(config(seed=6), Spec())
+    a = build_model(config(seed=5), ImageSpec(IMAGE_SHAPE))
+    b = build_model(config(seed=5), ImageSpec(IMAGE_SHAPE))
+    c = build_model(config(seed=6), ImageSpec(IMAGE_SHAPE))
     assert [w.path for w in a.weights] == [w.path for w in b.weights]
     for wa, wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(wa.numpy(), wb.numpy())
@@ -292,7 +283,7 @@ def test_build_model_is_deterministic_in_the_seed():
 
 def test_vampprior_data_uses_distinct_training_images_as_fixed_pseudo_inputs():
     images = np.random.default_rng(13).uniform(size=(12, PIXELS)).astype(np.float32)
-    model = build_model(config(prior="vampprior-data"), Spec(), train_images=images)
+    model = build_model(config(prior="vampprior-data"), ImageSpec(IMAGE_SHAPE), train_images=images)
     pseudo = model.prior.pseudo_inputs().numpy()
     rows = [int(np.flatnonzero((images == row).all(1))[0]) for row in pseudo]   # each is a training image
     assert len(set(rows)) == K
@@ -302,7 +293,7 @@ def test_vampprior_data_uses_distinct_training_images_as_fixed_pseudo_inputs():
 
 def test_data_initialised_vampprior_keeps_pseudo_inputs_trainable():
     images = np.random.default_rng(14).uniform(size=(12, PIXELS)).astype(np.float32)
-    model = build_model(config(pseudo_init="data"), Spec(), train_images=images)
+    model = build_model(config(pseudo_init="data"), ImageSpec(IMAGE_SHAPE), train_images=images)
     pseudo = model.prior.pseudo_inputs().numpy()
     assert all((images == row).all(1).any() for row in pseudo)
     assert id(model.prior.pseudo_input_weights) in {id(v) for v in model.trainable_variables}
@@ -310,7 +301,7 @@ def test_data_initialised_vampprior_keeps_pseudo_inputs_trainable():
 
 def test_too_few_training_images_for_the_components_is_a_config_error():
     with pytest.raises(ConfigError, match="--components 5"):
-        build_model(config(prior="vampprior-data"), Spec(), train_images=np.zeros((3, PIXELS), np.float32))
+        build_model(config(prior="vampprior-data"), ImageSpec(IMAGE_SHAPE), train_images=np.zeros((3, PIXELS), np.float32))
 
 
 def test_vae_can_be_constructed_directly():
@@ -343,7 +334,7 @@ def test_a_few_fit_steps_lower_the_loss():
 
 def test_vampprior_data_pseudo_inputs_stay_fixed_during_training():
     images = np.random.default_rng(17).uniform(size=(12, PIXELS)).astype(np.float32)
-    model = compiled(build_model(config(prior="vampprior-data"), Spec(), train_images=images))
+    model = compiled(build_model(config(prior="vampprior-data"), ImageSpec(IMAGE_SHAPE), train_images=images))
     pseudo_before = model.prior.pseudo_input_weights.numpy().copy()
     kernel_before = model.decoder.weights[0].numpy().copy()
     model.fit(binary_batch(8, seed=17), batch_size=8, epochs=3, verbose=0)
@@ -402,6 +393,7 @@ def test_xla_and_graph_log_likelihood_agree_for_the_same_seed(model_kind):
     np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_kind, prior", [("vae", "vampprior"), ("hvae", "standard")])
 def test_xla_train_steps_equal_graph_mode_steps_and_repeat_exactly(model_kind, prior):
     """The default step (forward and backward XLA-compiled, then the fused Adam-normgrad kernel), the plain

@@ -1,7 +1,5 @@
 """Mixed precision: float16 layers with float32 weights and densities, and loss scaling."""
 
-import dataclasses
-
 import keras
 import numpy as np
 import pytest
@@ -10,13 +8,7 @@ import tensorflow as tf
 from vampkeras import optimizers
 from vampkeras.config import RunConfig
 from vampkeras.models import build_model
-
-
-@dataclasses.dataclass
-class Spec:
-    image_shape: tuple = (6, 5)
-    num_pixels: int = 30
-    likelihood: str = "bernoulli"
+from tests.fakes import ImageSpec
 
 
 def config(model="vae", **overrides):
@@ -28,10 +20,11 @@ def binary(n, seed=0):
     return (np.random.default_rng(seed).uniform(size=(n, 30)) < 0.4).astype(np.float32)
 
 
-@pytest.mark.parametrize("model", ["vae", "hvae", "convhvae", "pixelhvae"])
+@pytest.mark.parametrize("model", ["vae", "hvae", *(pytest.param(kind, marks=pytest.mark.slow)
+                                                    for kind in ("convhvae", "pixelhvae"))])
 def test_a_mixed_precision_model_computes_in_float16_and_agrees_with_float32(model):
-    mixed = build_model(config(model, mixed_precision=True), Spec())
-    plain = build_model(config(model), Spec())
+    mixed = build_model(config(model, mixed_precision=True), ImageSpec((6, 5)))
+    plain = build_model(config(model), ImageSpec((6, 5)))
     assert keras.config.dtype_policy().name == "float32"            # the global policy is left as it was
     layers = [layer for layer in mixed._flatten_layers() if layer.weights]
     assert layers and all(layer.compute_dtype == "float16" for layer in layers)
@@ -49,8 +42,9 @@ def test_a_mixed_precision_model_computes_in_float16_and_agrees_with_float32(mod
     assert np.max(np.abs(mixed_ll - plain_ll)) < 0.1
 
 
+@pytest.mark.slow
 def test_mixed_precision_training_scales_the_loss_and_learns():
-    model = build_model(config(mixed_precision=True), Spec())
+    model = build_model(config(mixed_precision=True), ImageSpec((6, 5)))
     model.compile(optimizer=optimizers.build("adam-normgrad", 3e-3, loss_scaling=True))
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert isinstance(model.optimizer.inner_optimizer, optimizers.AdamNormGrad)
@@ -58,7 +52,7 @@ def test_mixed_precision_training_scales_the_loss_and_learns():
     x = tf.constant(binary(20, seed=2))
     noise = model.draw_noise(1, 20, tf.constant([1, 2]))
     loss, _, _, gradients = model.loss_and_gradients(x, noise)
-    plain = build_model(config(), Spec())
+    plain = build_model(config(), ImageSpec((6, 5)))
     plain.set_weights(model.get_weights())
     plain_loss, _, _, plain_gradients = plain.loss_and_gradients(x, noise)
     scale = float(model.optimizer.dynamic_scale.numpy())
@@ -75,9 +69,10 @@ def test_mixed_precision_training_scales_the_loss_and_learns():
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
+@pytest.mark.slow
 def test_mixed_precision_pixelhvae_samples_with_a_float16_stack():
-    mixed = build_model(config("pixelhvae", mixed_precision=True), Spec())
-    plain = build_model(config("pixelhvae"), Spec())
+    mixed = build_model(config("pixelhvae", mixed_precision=True), ImageSpec((6, 5)))
+    plain = build_model(config("pixelhvae"), ImageSpec((6, 5)))
     plain.set_weights(mixed.get_weights())
     rng = np.random.default_rng(5)
     z = tf.constant(rng.normal(size=(4, 3)).astype(np.float32))

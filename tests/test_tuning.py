@@ -1,6 +1,5 @@
 """vampkeras.tuning: graph mode or XLA measured on the device at hand, cached per machine and model shape."""
 
-import dataclasses
 import json
 import time
 
@@ -12,19 +11,13 @@ from vampkeras import optimizers, tuning
 from vampkeras.config import RunConfig
 from vampkeras.models import build_model
 from vampkeras.training import train
-
-
-@dataclasses.dataclass
-class Spec:
-    image_shape: tuple = (4, 5)
-    num_pixels: int = 20
-    likelihood: str = "bernoulli"
+from tests.fakes import ImageSpec
 
 
 def small_model(model="vae", prior="vampprior", compiled=True):
     config = RunConfig(model=model, prior=prior, num_components=5, latent_dim=4, hidden_units=16,
                        pseudo_init_mean=0.3, pseudo_init_std=0.2, seed=5)
-    network = build_model(config, Spec())
+    network = build_model(config, ImageSpec())
     if compiled:
         network.compile(optimizer=optimizers.build("adam-normgrad", 1e-3))
         network.optimizer.build(network.trainable_variables)
@@ -64,6 +57,7 @@ def test_seconds_per_call_times_each_candidate_alternately_within_the_budget():
     assert calls == ["fast", "slow"] * 3           # the minimum: 2 rounds
 
 
+@pytest.mark.slow
 def test_tune_training_measures_once_without_changing_the_model_then_reads_the_cache(measuring, monkeypatch):
     model = small_model()
     before = [v.numpy() for v in [*model.variables, *model.optimizer.variables]]
@@ -93,6 +87,7 @@ def test_tune_training_measures_once_without_changing_the_model_then_reads_the_c
         tuning.tune_training(small_model(prior="standard"), batch_size=8)
 
 
+@pytest.mark.slow
 def test_tune_evaluation_chooses_between_modes_that_give_the_same_estimates(measuring, monkeypatch):
     model = small_model(model="hvae", compiled=False)
     model.evaluation_rows = 300                   # 3 samples x 100 examples per chunk: a quick measurement
@@ -131,6 +126,7 @@ def test_a_fixed_mode_or_the_switch_off_measures_nothing(measuring, monkeypatch)
     assert not measuring.exists()
 
 
+@pytest.mark.slow
 def test_a_broken_or_unwritable_cache_costs_a_measurement_not_a_failure(measuring, monkeypatch, tmp_path, caplog):
     measuring.parent.mkdir(parents=True)
     measuring.write_text("{not json")
@@ -145,6 +141,7 @@ def test_a_broken_or_unwritable_cache_costs_a_measurement_not_a_failure(measurin
     assert isinstance(choice, bool)
 
 
+@pytest.mark.slow
 def test_training_measures_on_its_first_run_and_repeats_a_run_exactly(measuring, tmp_path):
     def run(name):
         config = RunConfig(epochs=2, warmup=1, max_examples=200, num_components=10, image_every=0,

@@ -1,7 +1,5 @@
 """The model zoo: hierarchical ELBO terms, PixelCNN causality, the discretized logistic, active units."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,22 +10,13 @@ from vampkeras.config import RunConfig
 from vampkeras.evaluation import active_units
 from vampkeras.layers import causal_mask
 from vampkeras.models import as_seed, build_model
-
-
-@dataclasses.dataclass
-class Spec:
-    image_shape: tuple = (6, 5)
-    likelihood: str = "bernoulli"
-
-    @property
-    def num_pixels(self):
-        return self.image_shape[0] * self.image_shape[1]
+from tests.fakes import ImageSpec
 
 
 def small_model(model, prior="vampprior", likelihood="bernoulli", shape=(6, 5), **overrides):
     config = RunConfig(model=model, prior=prior, num_components=3, pseudo_init_mean=0.3, pseudo_init_std=0.2,
                        latent_dim=3, hidden_units=8, seed=5, **overrides)
-    return build_model(config, Spec(shape, likelihood))
+    return build_model(config, ImageSpec(shape, likelihood))
 
 
 def gaussian_log_density(z, mean, log_var):
@@ -196,14 +185,15 @@ def test_a_unit_whose_encoder_output_is_constant_is_inactive():
     assert active_units(means) == 2
 
 
-@pytest.mark.parametrize("model", ["vae", "hvae", "convhvae", "pixelhvae"])
+@pytest.mark.parametrize("model", ["vae", *(pytest.param(kind, marks=pytest.mark.slow)    # (the VAE: fast tier)
+                                            for kind in ("hvae", "convhvae", "pixelhvae"))])
 @pytest.mark.parametrize("prior, weighted", [("standard", False), ("mog", False), ("vampprior", False),
                                              ("vampprior-data", False), ("vampprior", True)])
 def test_every_model_and_prior_trains_a_step_and_scores(model, prior, weighted):
     config = RunConfig(model=model, prior=prior, weighted=weighted, num_components=4, pseudo_init_mean=0.05,
                        pseudo_init_std=0.01, latent_dim=3, hidden_units=8, seed=1)
     x = (np.random.default_rng(7).uniform(size=(8, 30)) < 0.4).astype("float32")
-    net = build_model(config, Spec(), train_images=x)
+    net = build_model(config, ImageSpec((6, 5)), train_images=x)
     # graph mode: XLA-compiling a conv model's step takes ~15 s on 2 cores, and tests/e2e/test_zoo_cli.py
     # trains every model with every prior through the CLI's default (XLA) step already
     net.train_jit = net.evaluation_jit = False

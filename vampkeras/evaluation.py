@@ -82,9 +82,42 @@ def _checked_inputs(function: Callable) -> Callable:
     return call
 
 
+# The functions a Scorer and `vampkeras sample` call on a loaded SavedModel, with their arguments as (dtype, rank)
+# in order, as :class:`export.ExportModule` traces them (x: (N, H, W) float32; counts, seeds and components:
+# int32 scalars); sample_component is optional (mixture priors only). Checked once at load, so that another
+# tool's SavedModel is refused there, not with a TypeError at its first call.
+SAVED_FUNCTIONS = {
+    "sample": ((tf.int32, 0), (tf.int32, 0)),
+    "log_prob": ((tf.float32, 3), (tf.int32, 0)),
+    "elbo": ((tf.float32, 3),),
+    "latent_means": ((tf.float32, 3),),
+}
+OPTIONAL_SAVED_FUNCTIONS = {"sample_component": ((tf.int32, 0), (tf.int32, 0), (tf.int32, 0))}
+
+
+def _interface_problem(loaded) -> str | None:
+    """Why ``loaded`` lacks the functions of a vampkeras SavedModel (a phrase for the message), or None."""
+    for name, expected in {**SAVED_FUNCTIONS, **OPTIONAL_SAVED_FUNCTIONS}.items():
+        if name in OPTIONAL_SAVED_FUNCTIONS and not hasattr(loaded, name):
+            continue
+        specs = getattr(getattr(loaded, name, None), "input_signature", None)
+        if specs is None:
+            return f"it has no {name} function of fixed arguments"
+        found = tuple((spec.dtype, spec.shape.rank) if isinstance(spec, tf.TensorSpec) else None for spec in specs)
+        if found != expected:
+            return f"its {name} function takes other arguments"
+    outputs = getattr(loaded.signatures.get("sample"), "structured_outputs", None)
+    images = outputs.get("images") if isinstance(outputs, dict) else None
+    if images is None or images.shape.rank != 3 or not images.shape[1:].is_fully_defined():
+        return "it has no sample signature giving (N, H, W) images"
+    return None
+
+
 def _from_saved_model(path: Path) -> Scorer:
     """A Scorer of the SavedModel at ``path``: a SavedModel folder, a TF Serving model base path (its highest
-    version) or an export interrupted while it replaced ``path`` (see :func:`export.resolve_saved_model`)."""
+    version) or an export interrupted while it replaced ``path`` (see :func:`export.resolve_saved_model`).
+    A SavedModel that TensorFlow cannot load (a half-copied one) is "damaged"; one without vampkeras' metadata
+    and functions (another tool's) is "not a vampkeras SavedModel": both a VampkerasError."""
     resolved = export.resolve_saved_model(path)
     if resolved is None:
         raise VampkerasError(f"{path} is not a SavedModel (no saved_model.pb, nor numbered versions holding one)")
@@ -92,14 +125,26 @@ def _from_saved_model(path: Path) -> Scorer:
         logger.info("loading the SavedModel %s for %s", resolved, path)
     try:
         loaded = tf.saved_model.load(str(resolved))
+    except (OSError, ValueError, IndexError, KeyError, tf.errors.OpError) as error:
+        # a truncated variables file: IndexError "Read less bytes than requested"; a missing one: an OSError
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise VampkerasError(f"{resolved} is damaged or incomplete: TensorFlow cannot load it ({reason}); "
+                             "export or copy it again") from None
+    try:
         metadata = loaded.metadata()
-    except (OSError, ValueError, AttributeError, tf.errors.OpError) as error:
-        raise VampkerasError(f"{resolved} is not a vampkeras SavedModel ({type(error).__name__})") from None
-    version = int(metadata["format_version"].numpy())
+        version = int(metadata["format_version"].numpy())
+        config_json = metadata["config_json"].numpy().decode()
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, UnicodeDecodeError,
+            tf.errors.OpError) as error:
+        raise VampkerasError(f"{resolved} is not a vampkeras SavedModel (its metadata() gives no format_version "
+                             f"and config_json: {type(error).__name__} {error})") from None
     if version != export.FORMAT_VERSION:
         raise VampkerasError(f"{resolved} was exported in format {version}; this vampkeras reads format "
                              f"{export.FORMAT_VERSION}")
-    config = RunConfig.from_json(metadata["config_json"].numpy().decode())
+    problem = _interface_problem(loaded)
+    if problem is not None:
+        raise VampkerasError(f"{resolved} is not a vampkeras SavedModel ({problem})")
+    config = RunConfig.from_json(config_json)
     image_shape = tuple(int(d) for d in loaded.signatures["sample"].structured_outputs["images"].shape[1:])
     return Scorer(
         config=config, image_shape=image_shape,

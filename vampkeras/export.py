@@ -47,12 +47,13 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES
+from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES, RunConfig
 from vampkeras.errors import VampkerasError
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+CONFIG_ASSET = Path("assets", "config.json")     # the run's RunConfig inside a SavedModel folder
 LOG_PROB_SEED = 20171
 ELBO_SEED = 20172
 EXAMPLES_PER_BATCH = 100
@@ -67,8 +68,8 @@ def traced(function, input_signature=None):
     """``function`` as a tf.function (of ``input_signature``, a list of specs, if given), without AutoGraph.
 
     The models' code has no Python control flow on tensors (its loops are explicit ``tf.while_loop``s), so
-    AutoGraph's source conversion changes nothing but costs time: 10–37% of an export, by model
-    (``benchmarks/export.py``); the evaluator traces its log-likelihood this way too. Code that needed
+    AutoGraph's source conversion changes nothing but costs a good part of an export's time
+    (``benchmarks/export.py``, numbers in benchmarks/README.md); the evaluator traces its log-likelihood this way too. Code that needed
     AutoGraph would fail to trace, not run differently.
     """
     return tf.function(function, input_signature=input_signature, autograph=False)
@@ -265,6 +266,16 @@ _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)?")
 _VERSION = re.compile(r"^\d+$")
 
 
+def exported_config(folder) -> RunConfig | None:
+    """The RunConfig a vampkeras SavedModel ``folder`` was exported with (its config asset), or None if the
+    folder holds none that can be read (files of another tool, or a damaged model)."""
+    path = Path(folder) / CONFIG_ASSET
+    try:
+        return RunConfig.from_json(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, VampkerasError):
+        return None
+
+
 def _leftovers(directory: Path, kind: str) -> list[tuple[Path, int | None]]:
     """(path, pid or None) of the ``.<name>.<kind>-*`` folders an export to ``directory`` leaves while it runs."""
     found = []
@@ -422,7 +433,7 @@ def _fsync_folder(folder: Path) -> None:
 def _write_saved_model(model, config_json: str, target: Path, staging: Path) -> None:
     """Save ``model``'s :class:`ExportModule` as a SavedModel in the new folder ``target``, with
     ``assets/config.json`` (written first into ``staging``)."""
-    config_path = staging / "config.json"
+    config_path = staging / CONFIG_ASSET.name
     config_path.write_text(config_json)
     module = ExportModule(model, config_json, str(config_path))
     tf.saved_model.save(module, str(target), signatures=module.signatures())

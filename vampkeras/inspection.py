@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import struct
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from vampkeras import figures
-from vampkeras.checkpoints import atomic_write_bytes, atomic_write_text
+from vampkeras.checkpoints import atomic_write_bytes, atomic_write_text, check_writable_file
 from vampkeras.errors import DataError, VampkerasError
 
 
 def sample_images(path, num_samples: int = 64, seed: int = 0, component: int | None = None,
                   out="samples.png", npy=None) -> list[Path]:
     """Draw ``num_samples`` images (from one prior component if ``component`` is given), write them as a
-    PNG grid to ``out`` and, if ``npy``, as an (n, H, W) float32 array. Returns the written paths."""
+    PNG grid to ``out`` and, if ``npy``, as an (n, H, W) float32 array. Returns the written paths. Output
+    files that cannot be written are refused before the model is loaded."""
     import tensorflow as tf
     from vampkeras.evaluation import load_scorer
 
+    check_writable_file(out, "--out")
+    if npy:
+        check_writable_file(npy, "--npy")
+        if _same_file(out, npy):
+            raise VampkerasError(f"--out and --npy are the same file ({out}); give two names")
     scorer = load_scorer(path)
     module = scorer.module
     if component is None:
@@ -43,47 +54,178 @@ def sample_images(path, num_samples: int = 64, seed: int = 0, component: int | N
     return written
 
 
-def read_images(input_path) -> tuple[np.ndarray, list[str]]:
-    """Images and their names from a ``.npy`` file ((N, H, W) or (N, D)) or a folder of 8-bit grey PNGs
-    (sorted by name, values / 255)."""
-    from PIL import Image, UnidentifiedImageError
+# How INPUT's file kinds begin (np.load tells .npy from .npz the same way); the content decides, not the suffix.
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+# The array of a .npz holding several: the one of these names (exactly one of them must be there).
+NPZ_ARRAY_NAMES = ("images", "x")
+# What dtype kinds other than real numbers (b, i, u, f) hold, for the message that refuses them
+_NOT_NUMBERS = {"c": "complex numbers", "O": "Python objects", "U": "text", "S": "bytes", "V": "records",
+                "M": "dates", "m": "time spans"}
 
+
+def read_images(input_path, image_shape) -> tuple[np.ndarray, list[str]]:
+    """Images (N, H, W) float32 and their names from ``input_path``, for a model of ``image_shape`` (H, W):
+
+    * a ``.npy`` file of real numbers (bool, integers or floats) of shape (N, H, W), (N, H, W, 1) or (N, H·W);
+    * a ``.npz`` file holding one such array, or several of which exactly one is named ``images`` or ``x``;
+    * a PNG file, or a folder of PNGs (sorted by file name): grey, opaque, H×W, values / 255 (/ 65535 for
+      16-bit PNGs).
+
+    Names are the PNGs' file names, else the indices. Anything else is a :class:`DataError` naming the file:
+    no images at all, another shape (checked from the .npy header or the PNG header, before the data are
+    read), complex or object values (never unpickled), colour or transparent PNGs, damaged files. The values
+    themselves (finite, in [0, 1]) are left to :func:`vampkeras.evaluation.check_images`."""
     input_path = Path(input_path)
     if input_path.is_dir():
-        files = sorted(p for p in input_path.iterdir() if p.suffix.lower() == ".png")
+        files = sorted(p for p in input_path.iterdir() if p.suffix.lower() == ".png" and p.is_file())
         if not files:
-            raise DataError(f"{input_path} holds no .png files")
-        arrays = []
-        for file in files:
-            try:
-                with Image.open(file) as image:
-                    arrays.append(np.asarray(image.convert("L"), dtype=np.float32) / 255.0)
-            except (OSError, UnidentifiedImageError) as error:
-                raise DataError(f"cannot read {file} as a PNG image ({error})") from None
-        if len({a.shape for a in arrays}) != 1:
-            raise DataError(f"the PNGs in {input_path} differ in size: {sorted({a.shape for a in arrays})}")
-        return np.stack(arrays), [f.name for f in files]
+            raise DataError(f"no images in {input_path}: the folder holds no .png files")
+        return np.stack([_read_png(file, image_shape) for file in files]), [f.name for f in files]
     try:
-        images = np.load(input_path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {input_path} as a .npy array ({error})") from None
-    if images.dtype == np.bool_:
-        images = images.astype(np.float32)
-    if not np.issubdtype(images.dtype, np.number):
-        raise DataError(f"{input_path} holds {images.dtype} values, not numbers")
+        with open(input_path, "rb") as stream:
+            start = stream.read(len(_PNG_SIGNATURE))
+            if start.startswith(np.lib.format.MAGIC_PREFIX):
+                stream.seek(0)
+                images = _read_npy(stream, os.fstat(stream.fileno()).st_size, str(input_path), image_shape)
+            elif start.startswith(_ZIP_SIGNATURES):
+                images = _read_npz(input_path, image_shape)
+            elif start.startswith(_PNG_SIGNATURE):
+                return _read_png(input_path, image_shape)[np.newaxis], [input_path.name]
+            else:
+                raise DataError(f"{input_path} is neither a .npy or .npz file nor a PNG image (nor a folder of PNGs)")
+    except OSError as error:
+        raise DataError(f"cannot read {input_path}: {error.strerror or error}") from None
     return images, [str(i) for i in range(len(images))]
+
+
+def _read_npz(path: Path, image_shape) -> np.ndarray:
+    """The images of a .npz file (see :func:`read_images`), (N, H, W) float32."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {name[:-len(".npy")]: name for name in archive.namelist() if name.endswith(".npy")}
+            named = [name for name in NPZ_ARRAY_NAMES if name in members]
+            if not members:
+                raise DataError(f"no images in {path}: the archive holds no arrays")
+            if len(members) > 1 and len(named) != 1:
+                raise DataError(f"{path} holds {len(members)} arrays ({', '.join(sorted(members))}); give a .npz "
+                                f"of one array, or one named {' or '.join(NPZ_ARRAY_NAMES)} (not both)")
+            name = named[0] if len(members) > 1 else next(iter(members))
+            info = archive.getinfo(members[name])
+            with archive.open(info) as stream:
+                return _read_npy(stream, info.file_size, f"{path} (array {name!r})", image_shape)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise DataError(f"cannot read {path} as a .npz archive ({error})") from None
+
+
+def _read_npy(stream, size: int, where: str, image_shape) -> np.ndarray:
+    """The images of the .npy array in ``stream`` (``size`` bytes in all), (N, H, W) float32. Its header
+    (shape and dtype) is checked before its data are read: nothing is unpickled, and a wrong shape or a
+    truncated file is refused without reading the data."""
+    height, width = image_shape
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:                   # format 3.0 exists for records with non-Latin-1 field names only: no images
+            raise DataError(f"{where} is a .npy file of format {version[0]}.{version[1]}; arrays of numbers are "
+                            "format 1.0 or 2.0")
+        if dtype.kind not in "biuf":
+            raise DataError(f"{where} holds {_NOT_NUMBERS.get(dtype.kind, 'values')} ({dtype}); images are real "
+                            "numbers: bool, integers or floats")
+        count = _images_in(shape, where, image_shape)
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if size - stream.tell() < expected:
+            raise DataError(f"{where} is truncated: its header declares an array of shape {shape} ({expected} "
+                            f"bytes) but it holds {max(size - stream.tell(), 0)} bytes of data")
+        stream.seek(0)
+        images = np.lib.format.read_array(stream, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
+        raise DataError(f"cannot read {where} as a .npy array ({error})") from None
+    return images.reshape(count, height, width).astype(np.float32)
+
+
+def _images_in(shape: tuple, where: str, image_shape) -> int:
+    """N, the number of images in an array of ``shape`` (N, H, W), (N, H, W, 1) or (N, H·W); other shapes and
+    N = 0 are a DataError."""
+    height, width = image_shape
+    shape = tuple(shape)
+    if shape[1:] in ((height, width), (height, width, 1), (height * width,)):
+        if shape[0] == 0:
+            raise DataError(f"no images in {where}: it holds an empty array of shape {shape}")
+        return shape[0]
+    if not shape:
+        found = "a single number (a 0-d array)"
+    elif shape in ((height, width), (height * width,)):
+        found = f"an array of shape {shape}, one image without its batch axis (save it as shape (1, {height}, {width}))"
+    else:
+        found = f"an array of shape {shape}"
+    raise DataError(f"{where} holds {found}; the model takes images of shape (N, {height}, {width}) or "
+                    f"(N, {height * width}) (also (N, {height}, {width}, 1))")
+
+
+def _read_png(file: Path, image_shape) -> np.ndarray:
+    """A PNG of the model's H×W as (H, W) float32 in [0, 1]: grey values / 255 (/ 65535 if 16-bit). Its size
+    comes from its header and is checked before any pixel is decoded, so that a huge image (a decompression
+    bomb, tiny on disk) costs nothing. Colour images, transparent pixels and damaged files are refused."""
+    from PIL import Image
+
+    height, width = image_shape
+    try:
+        with warnings.catch_warnings():
+            # PIL warns of images over its pixel limit at open(); the size check below refuses them unread
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(file, formats=["PNG"])
+        with image:
+            if image.size != (width, height):
+                raise DataError(f"{file} is {image.height} pixels high and {image.width} wide; the model takes "
+                                f"images {height} high and {width} wide")
+            return _grey_values(image, file)
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{file} is far larger than the model's {height}×{width} images and was not decoded "
+                        f"({error})") from None
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
+        # UnidentifiedImageError is an OSError; PIL reports broken PNG chunks as SyntaxError
+        raise DataError(f"cannot read {file} as a PNG image ({error})") from None
+
+
+def _grey_values(image, file: Path) -> np.ndarray:
+    """An opened PNG's pixels as (H, W) float32 in [0, 1]; colour or any transparency is a DataError (dropping
+    them would score another image than the one the user sees)."""
+    if image.mode.startswith("I"):                  # 16-bit grey ("I;16"; "I" in older Pillows)
+        values = np.asarray(image, dtype=np.float64)
+        key = image.info.get("transparency")        # a tRNS chunk: this grey value is transparent
+        if key is not None and np.any(values == key):
+            raise DataError(f"{file} has transparent pixels; the model takes opaque grey images")
+        return (values / 65535.0).astype(np.float32)
+    # every other PNG mode (1, L, LA, P, PA, RGB, RGBA), with a tRNS chunk turned into alpha
+    pixels = np.asarray(image.convert("RGBA"))
+    if np.any(pixels[..., 3] != 255):
+        raise DataError(f"{file} has transparent pixels (alpha below 255); the model takes opaque grey images "
+                        "(flatten the image onto a background first)")
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    if np.any(red != green) or np.any(green != blue):
+        raise DataError(f"{file} is a colour image; the model takes grey images (convert it to grey first, e.g. "
+                        "with PIL's Image.convert('L'))")
+    return np.asarray(red, dtype=np.float32) / 255.0
 
 
 def score_file(path, input_path, num_samples: int = 1000, batch_size: int = 100, out="scores.csv",
                progress: Callable[[int, int], None] | None = None) -> dict:
     """Score images from ``input_path`` (see :func:`read_images`) under the model at ``path``; write a CSV
-    (index, name, log_likelihood, elbo). Images of the wrong shape, with NaN/Inf, outside [0, 1], or —
-    for a Bernoulli model — not binary are refused."""
+    (index, name, log_likelihood, elbo). An ``out`` that cannot be written (or is the input) is refused before
+    the model is loaded; input that holds no images, images of the wrong shape, with NaN/Inf, outside [0, 1],
+    or — for a Bernoulli model — not binary are refused before any is scored."""
     from vampkeras.data import DATASETS
     from vampkeras.evaluation import check_images, load_scorer, score
 
+    check_writable_file(out, "--out")
+    if _same_file(out, input_path):
+        raise VampkerasError(f"--out {out} is the input file; writing the scores there would replace the images")
     scorer = load_scorer(path)
-    images, names = read_images(input_path)
+    images, names = read_images(input_path, scorer.image_shape)
     images = check_images(images, scorer.image_shape)
     spec = DATASETS.get(scorer.config.dataset)
     if (spec is None or spec.likelihood == "bernoulli") and not np.isin(images, (0.0, 1.0)).all():
@@ -97,3 +239,8 @@ def score_file(path, input_path, num_samples: int = 1000, batch_size: int = 100,
         writer.writerow([index, name, f"{values['log_likelihood'][index]:.6f}", f"{values['elbo'][index]:.6f}"])
     atomic_write_text(out, buffer.getvalue())
     return {"count": len(names), "mean_log_likelihood": float(np.mean(values["log_likelihood"])), "out": str(out)}
+
+
+def _same_file(first, second) -> bool:
+    """Whether two paths name the same file (after links and ``..``), one of them perhaps not there yet."""
+    return Path(first).resolve() == Path(second).resolve()

@@ -7,9 +7,9 @@ import logging
 import keras
 import tensorflow as tf
 
-logger = logging.getLogger(__name__)
+from vampkeras.config import OPTIMIZERS
 
-OPTIMIZERS = ("adam-normgrad", "adam")
+logger = logging.getLogger(__name__)
 
 # Keras' private Adam state that the fused update reads (Keras 3.x: the moments are lists in variable order).
 # Keras does not promise them: when a version lacks one, apply_gradients uses Keras' own update.

@@ -27,7 +27,7 @@ def _img(png: bytes, caption: str, scale: int = 1) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-# Summary entries measured in nats: shown to two decimals (evaluation.json keeps full precision).
+# Summary entries measured in nats: shown to two decimals (the saved evaluation keeps full precision).
 NATS_METRICS = ("log_likelihood", "elbo", "reconstruction", "kl")
 
 
@@ -54,7 +54,7 @@ def _matching_evaluation(run: RunFolder, dataset: str, num_samples: int, num_exa
 def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: int | None = None,
                  data_dir=None) -> Path:
     """Write one self-contained HTML page about the run in ``run_dir`` and return its path (default
-    ``<run_dir>/report.html``, written atomically): config, final metrics (IS log-likelihood, ELBO,
+    the run's report file, written atomically): config, final metrics (IS log-likelihood, ELBO,
     reconstruction, KL, active units per layer), training curves, generations, reconstructions,
     pseudo-inputs and one component's generations (if the prior has them) and the histogram of per-example
     test log-likelihoods (paper Figure 7). All images are embedded as ``data:image/png;base64`` URIs.

@@ -154,6 +154,29 @@ class RunFolder:
         from vampkeras.checkpoints import atomic_write_text
         atomic_write_text(self.evaluation_path, summary_json(summary) + "\n")
 
+    def restore_latest(self, model, optimizer) -> dict | None:
+        """Restore ``model`` and ``optimizer`` from the newest readable epoch checkpoint and return the run's
+        state saved with it; None for a run stopped before its first epoch ended (it starts at epoch 1).
+
+        Resume never goes backwards silently: if the run has finished epochs (checkpoints, history rows or
+        best weights) but no epoch checkpoint can be read, starting at epoch 1 would overwrite its history and
+        its best weights, so it is refused."""
+        from vampkeras import checkpoints
+
+        state = checkpoints.restore_latest(self.checkpoint_dir, model, optimizer)
+        if state is not None:
+            return state
+        saved = checkpoints.epoch_checkpoints(self.checkpoint_dir)
+        finished = len(self.read_history())
+        if saved or finished or self.best_checkpoint_path.is_file():
+            what = (f"none of its {len(saved)} epoch checkpoint(s) in {self.checkpoint_dir} can be read" if saved
+                    else f"it has no epoch checkpoint in {self.checkpoint_dir}")
+            raise VampkerasError(
+                f"cannot resume the run in {self.path}: {what}, though it has {finished or 'some'} finished "
+                "epoch(s); resuming would start again at epoch 1 and overwrite its history and best weights. "
+                "Pass --restart to move the run aside and start it again, or restore its checkpoints")
+        return None
+
     def is_writable(self) -> bool:
         """Whether files can be created in the folder (a read-only run can still be evaluated elsewhere)."""
         return os.access(self.path, os.W_OK | os.X_OK)

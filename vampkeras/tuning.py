@@ -41,7 +41,7 @@ MAX_ROUNDS = 5              # timings per candidate, alternating between candida
 MIN_ROUNDS = 2
 BUDGET_SECONDS = 8.0        # ...as many rounds as fit in this time, after one call each to compile
 PROBE_STEPS = 4             # train steps per timed call
-PROBE_CHUNKS = 4            # evaluation chunks per timed call: one alone missed a 15 % difference between modes
+PROBE_CHUNKS = 4            # evaluation chunks per timed call: one alone missed real differences between modes
 TIMING_SEED = (20181, 0)
 
 

@@ -94,6 +94,7 @@ def test_frey_faces_scaling_and_split():
     assert all_values.min() >= 0.5 / 256 and all_values.max() <= 255.5 / 256
 
 
+@pytest.mark.slow
 @needs_shared
 def test_omniglot_rebuilt_from_the_originals_and_cached(tmp_path):
     data = load_dataset("omniglot", SHARED, download=False)
@@ -107,6 +108,32 @@ def test_omniglot_rebuilt_from_the_originals_and_cached(tmp_path):
 
 def test_files_present(tmp_path):
     assert files_present("mnist5k", tmp_path) and not files_present("static_mnist", tmp_path)
+
+
+@pytest.mark.parametrize("files, present", [
+    ([], False),
+    (["omniglot/images_background.npz"], False),          # the loader needs both originals
+    (["omniglot/images_background.npz", "omniglot/images_evaluation.npz"], True),
+    (["omniglot/chardata.mat"], True),
+])
+def test_omniglot_is_present_exactly_when_the_loader_finds_what_it_needs(tmp_path, files, present):
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert files_present("omniglot", tmp_path) is present
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_mnist_files_are_present_and_load_as_gz_or_plain(tmp_path, plain):
+    write_fake_mnist(tmp_path, train=60000, test=10000)
+    if plain:
+        for path in (tmp_path / "mnist").glob("*.gz"):
+            with gzip.open(path) as stream:
+                path.with_suffix("").write_bytes(stream.read())
+            path.unlink()
+    assert files_present("dynamic_mnist", tmp_path)
+    data = load_dataset("dynamic_mnist", tmp_path, download=False, max_examples=5)
+    assert data.train.shape == (5, 784)
 
 
 # -- small files in the real formats ----------------------------------------------------------------

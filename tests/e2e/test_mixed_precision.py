@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from vampkeras.config import RunConfig
 from vampkeras.errors import ConfigError
 from vampkeras.evaluation import evaluate
-from vampkeras.training import prepare_config
+from vampkeras.run_folder import RunFolder
+from vampkeras.run_setup import prepare_config
 from vampkeras_cli.main import main
 
 
@@ -59,4 +60,4 @@ def test_the_report_reuses_only_a_float32_evaluation(tmp_path):
               "log_likelihood": -95.2}
     for precision, reused in ((None, True), ("float32", True), ("mixed_float16", False)):
         path.write_text(json.dumps(stored if precision is None else {**stored, "precision": precision}))
-        assert (_matching_evaluation(path, "mnist5k", 1000, 500) is not None) is reused, precision
+        assert (_matching_evaluation(RunFolder(tmp_path), "mnist5k", 1000, 500) is not None) is reused, precision

@@ -17,7 +17,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from vampkeras.distribution import (ClusterTask, failure_reason, is_peer_failure, lost_peer, make_strategy,
+from vampkeras.replicas import (ClusterTask, failure_reason, is_peer_failure, lost_peer, make_strategy,
                                     read_tf_config)
 from vampkeras.errors import ConfigError
 
@@ -157,7 +157,7 @@ def test_replicas_are_refused_under_multiworker(monkeypatch):
 def test_multiworker_after_tensorflow_started_is_a_config_error(tmp_path):
     script = ("import tensorflow as tf\n"
               "tf.constant(1.0) + 1\n"
-              "from vampkeras.distribution import make_strategy\n"
+              "from vampkeras.replicas import make_strategy\n"
               "from vampkeras.errors import ConfigError\n"
               "try:\n"
               "    make_strategy('multiworker')\n"
@@ -222,7 +222,7 @@ def test_two_workers_train_like_one_device_and_only_the_chief_writes(tmp_path):
         assert row[key] == pytest.approx(reference[key], rel=1e-5), key
 
     # the chief wrote the run folder alone; worker 1 trained in a temporary folder that it deleted
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.json", "history.csv", "logs"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoints", "config.json", "history.csv", "logs"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.npz", "epoch-00001.npz"]
     assert len(list((run_dir / "logs").iterdir())) == 1       # one TensorBoard event file
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []   # no export leftovers

@@ -9,7 +9,8 @@ import pytest
 from vampkeras import checkpoints
 from vampkeras.config import RunConfig
 from vampkeras.errors import ConfigError, TrainingDiverged, VampkerasError
-from vampkeras.training import train, warmup_beta
+from vampkeras.epoch_keeper import warmup_beta
+from vampkeras.training import train
 
 
 def read_history(run_dir):

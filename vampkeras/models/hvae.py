@@ -9,7 +9,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from vampkeras import likelihoods
-from vampkeras.distribution import RNG_ALGORITHM, replica_slice_normal
+from vampkeras.replicas import RNG_ALGORITHM, replica_slice_normal
 from vampkeras.layers import GatedDense
 from vampkeras.models.base import LatentVariableModel, as_seed
 from vampkeras.models.networks import (Z1_CONV_STACK, ConvDecoder, ConvFeatures, GaussianConv, GaussianMLP,
@@ -58,7 +58,8 @@ class HierarchicalVAE(LatentVariableModel):
         self.prior = prior
         if architecture != "mlp":
             self.evaluation_rows = 2_000        # IS chunk rows: bounded memory for the conv activations
-        # XLA's masked convolutions ran ~1.7x slower than graph mode on CPU (IS evaluation); the others faster
+        # XLA's masked convolutions ran slower than graph mode on CPU (IS evaluation; benchmarks/README.md);
+        # the other architectures run faster under XLA
         self.train_jit = self.evaluation_jit = architecture != "pixelcnn"
 
     def prior_parameters(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from vampkeras import likelihoods
-from vampkeras.distribution import replica_slice_normal
+from vampkeras.replicas import replica_slice_normal
 from vampkeras.models.base import LatentVariableModel, as_seed
 from vampkeras.models.networks import DecoderMLP, GaussianMLP
 from vampkeras.priors import Prior, diagonal_gaussian

@@ -1,5 +1,9 @@
-"""tf.distribute strategies for training: one device (``default``), ``mirrored`` over local devices, or
-``multiworker`` over several processes or machines described by the ``TF_CONFIG`` environment variable."""
+"""Training on replicas: the tf.distribute strategies (one device (``default``), ``mirrored`` over local devices,
+or ``multiworker`` over several processes or machines described by the ``TF_CONFIG`` environment variable),
+what a multiworker run needs around Keras (data sharding, rank-one step outputs, a worker's copy of the run,
+the message when a peer is lost), and each replica's slice of the batch's noise.
+
+(Named for what it holds: "distribution" in vampkeras means a probability distribution.)"""
 
 from __future__ import annotations
 
@@ -8,11 +12,15 @@ import json
 import logging
 import os
 import re
+import shutil
+from pathlib import Path
 
 import tensorflow as tf
 
+from vampkeras import checkpoints
 from vampkeras.config import STRATEGIES
 from vampkeras.errors import ConfigError, VampkerasError
+from vampkeras.run_folder import FIGURES_DIR, LOCK_FILE, LOGS_DIR, RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -193,3 +201,53 @@ def replica_slice_normal(shape, seed, batch_axis: int = 1):
     noise = tf.random.stateless_normal(global_shape, seed=seed, alg=RNG_ALGORITHM)
     start = tf.cast(context.replica_id_in_sync_group, local.dtype) * local
     return tf.gather(noise, tf.range(start, start + local), axis=batch_axis)
+
+
+# -- a multiworker run around Keras ---------------------------------------------------------------------
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard by batch across multiworker workers: the datasets are built from tensors in memory, with no
+    files to shard by (each worker takes its replicas' slices of every global batch)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def rank_one_step_outputs(model) -> None:
+    """Make ``model``'s train and test steps return their scalar metrics as shape (1,) tensors.
+
+    Keras 3 reduces a step's outputs under MultiWorkerMirroredStrategy with
+    ``strategy.reduce("MEAN", value, axis=0)``, which fails on scalars ("Invalid reduction dimension 0 for
+    input with 0 dimensions", tensorflow/tensorflow#72388); the reduction over axis 0 makes them scalars
+    again."""
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def reshaped(data, step=step):
+            return {key: tf.reshape(value, [1]) for key, value in step(data).items()}
+
+        object.__setattr__(model, name, reshaped)
+
+
+def copy_run_for_worker(source: Path, target: Path) -> None:
+    """A non-chief worker's private copy of the run to resume: config and checkpoints (not the
+    half-written temporaries of an interrupted save)."""
+    try:
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*.tmp", LOGS_DIR, FIGURES_DIR, LOCK_FILE))
+    except (OSError, shutil.Error) as error:
+        raise VampkerasError(f"cannot read the run folder {source} to resume it: {error}; under --strategy "
+                             "multiworker every worker must see the run folder (shared storage)") from None
+
+
+def lost_worker_message(error, task: ClusterTask, run_dir: Path) -> str:
+    run = RunFolder(run_dir)
+    saved = checkpoints.epoch_checkpoints(run.checkpoint_dir)
+    if saved:
+        restart = (f"The last complete checkpoint (epoch {saved[-1][0]}) is in {run.checkpoint_dir}: start "
+                   "every worker again with the same command plus --resume")
+    elif run.holds_run():
+        restart = "No epoch was complete: start every worker again with the same command plus --resume"
+    else:
+        restart = "No epoch was complete: start every worker again with the same command"
+    return (f"{lost_peer(error, task)} of the multiworker cluster stopped responding ({failure_reason(error)}: it "
+            f"stopped, crashed or became unreachable; its own output may say why), so {task.name} stopped too. "
+            + restart)

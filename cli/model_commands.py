@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES
+from vampkeras.run_folder import REPORT_FILE
 from vampkeras_cli.common import SEED, Progress, load_tensorflow, user_errors
 
 
@@ -22,7 +23,8 @@ from vampkeras_cli.common import SEED, Progress, load_tensorflow, user_errors
 @user_errors
 def sample(path, num_samples, seed, component, out, npy):
     """Draw images from a run folder or SavedModel PATH (works from the SavedModel alone) and write them as
-    a PNG grid. Binary models give Bernoulli means, grey models grey values."""
+    a PNG grid. Binary models give Bernoulli means, grey models grey values. An --out or --npy that cannot
+    be written is refused before the model loads."""
     load_tensorflow()
     from vampkeras.inspection import sample_images
 
@@ -45,9 +47,12 @@ def score(path, input_path, num_samples, batch_size, out, quiet):
     """Per-image importance-sampled log-likelihood (and ELBO) of INPUT under the model at PATH (a run
     folder or SavedModel), for anomaly and novelty scoring.
 
-    INPUT is a .npy of (N, H, W) or (N, H·W) values in [0, 1], or a folder of 8-bit grey PNGs of the model's
-    H×W (read in file-name order, divided by 255). Images of the wrong shape, with NaN/Inf, outside [0, 1],
-    or not binary for a Bernoulli model are refused."""
+    INPUT is a .npy of (N, H, W), (N, H, W, 1) or (N, H·W) real values in [0, 1]; a .npz holding one such
+    array, or several of which exactly one is named "images" or "x"; or a grey PNG of the model's H×W, or a
+    folder of them (read in file-name order, divided by 255, or 65535 if 16-bit). Input without images, of
+    the wrong shape, with NaN/Inf, outside [0, 1], complex, colour or transparent, or not binary for a
+    Bernoulli model is refused before any image is scored; an --out that cannot be written, before the model
+    loads."""
     load_tensorflow()
     from vampkeras.inspection import score_file
 
@@ -59,7 +64,7 @@ def score(path, input_path, num_samples, batch_size, out, quiet):
 @click.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="HTML file to write.  [default: RUN/report.html]")
+              help=f"HTML file to write.  [default: RUN/{REPORT_FILE}]")
 @click.option("--samples", "num_samples", type=click.IntRange(1, MAX_IMPORTANCE_SAMPLES), default=1000, show_default=True,
               help="Importance samples per test image, if the run has no evaluation with at least as many.")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Score at most N test images.")
@@ -69,7 +74,8 @@ def score(path, input_path, num_samples, batch_size, out, quiet):
 def report(run, out, num_samples, max_examples, data_dir):
     """One self-contained HTML page about the run folder RUN: config, metrics (IS log-likelihood, ELBO,
     active units), training curves, samples, reconstructions, pseudo-inputs and the log-likelihood
-    histogram. Reuses RUN/evaluation.json when it scored the same test images with at least --samples."""
+    histogram. Reuses the run's saved evaluation (from `vampkeras evaluate RUN`) when it scored the same
+    test images with at least --samples."""
     load_tensorflow()
     from vampkeras.report import write_report
 
