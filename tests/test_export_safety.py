@@ -332,7 +332,7 @@ def tiny_model():
 @pytest.mark.slow
 def test_a_real_export_honours_the_umask_and_loads_from_its_base_path_or_aside(tmp_path, monkeypatch,
                                                                                  tiny_model):
-    from vampkeras.evaluation import load_scorer
+    from vampkeras.trained_model import TrainedModel
 
     model, config = tiny_model
     base = tmp_path / "served"
@@ -348,7 +348,7 @@ def test_a_real_export_honours_the_umask_and_loads_from_its_base_path_or_aside(t
     assert modes["served/1/saved_model.pb"] == modes["served/1/assets/config.json"] == 0o664
     assert {mode for mode in modes.values()} == {0o775, 0o664}
     x = (np.random.default_rng(0).uniform(size=(3, 28, 28)) < 0.3).astype(np.float32)
-    expected = load_scorer(base).log_prob(x, 20)             # the base path reads its highest version
+    expected = TrainedModel.load(base).log_prob(x, 20)             # the base path reads its highest version
     assert expected.shape == (3,) and np.all(np.isfinite(expected))
     # the same model as a plain folder, killed while an export replaced it: a load reads it from aside
     plain = tmp_path / "plain"
@@ -356,4 +356,4 @@ def test_a_real_export_honours_the_umask_and_loads_from_its_base_path_or_aside(t
     monkeypatch.setattr(export, "_write_saved_model", fake_write)
     killed, steps = export_killed_at(monkeypatch, 2, "new", "{}", plain, overwrite=True)
     assert killed and not plain.exists()
-    np.testing.assert_array_equal(load_scorer(plain).log_prob(x, 20), expected)
+    np.testing.assert_array_equal(TrainedModel.load(plain).log_prob(x, 20), expected)

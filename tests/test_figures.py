@@ -123,9 +123,15 @@ class FakeModule:
         return {"images": self.tf.zeros([int(num_samples), 28, 20])}
 
 
+def fake_trained_model():
+    from vampkeras.config import RunConfig
+    from vampkeras.trained_model import TrainedModel
+    return TrainedModel(RunConfig(prior="vampprior"), (28, 20), FakeModule())
+
+
 def test_tensorboard_images_from_exported_functions():
     test_images = np.stack([np.full((28, 20), k / 16) for k in range(16)]).astype(np.float32)
-    images = figures.tensorboard_images(FakeModule(), test_images, num=64, seed=0)
+    images = figures.tensorboard_images(fake_trained_model(), test_images, num=64, seed=0)
     assert sorted(images) == ["component_generations", "generations", "pseudo_inputs", "reconstructions"]
     assert all(v.dtype == np.uint8 and v.ndim == 4 and v.shape[0] == v.shape[3] == 1 for v in images.values())
     assert images["generations"].shape == (1, 8 * 29 + 1, 8 * 21 + 1, 1)
@@ -139,13 +145,10 @@ def test_tensorboard_images_from_exported_functions():
 
 
 def test_write_run_figures(tmp_path):
-    from types import SimpleNamespace
-
     from vampkeras.config import RunConfig
     (tmp_path / "history.csv").write_text("epoch,loss,kl,val_loss,beta\n1,190,20,195,0.5\n2,180,25,185,1.0\n")
-    scorer = SimpleNamespace(module=FakeModule(), config=RunConfig(prior="vampprior"))
     test_images = np.random.default_rng(5).uniform(size=(20, 28, 20)).astype(np.float32)
-    paths = figures.write_run_figures(tmp_path, scorer, test_images=test_images)
+    paths = figures.write_run_figures(tmp_path, fake_trained_model(), test_images=test_images)
     assert sorted(paths) == ["component_generations", "generations", "pseudo_inputs", "reconstructions",
                              "training_curves"]
     for name, path in paths.items():

@@ -9,10 +9,11 @@ import time
 import keras
 import tensorflow as tf
 
-from vampkeras import checkpoints, export
+from vampkeras import checkpoints
 from vampkeras.config import RunConfig
 from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import HISTORY_COLUMNS, RunFolder
+from vampkeras.trained_model import TrainedModel
 
 
 def warmup_beta(epoch: int, warmup: int) -> float:
@@ -41,6 +42,14 @@ class RunKeeper(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(run.logs_dir))
         self.diverged_at: tuple[int, int] | None = None
         self._epoch_start = 0.0
+        self._trained_model = None
+
+    @property
+    def trained_model(self) -> TrainedModel:
+        """The model being trained as a TrainedModel: its functions are traced once, for every image summary."""
+        if self._trained_model is None:
+            self._trained_model = TrainedModel.from_keras(self.model, self.config)
+        return self._trained_model
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.beta.assign(warmup_beta(epoch + 1, self.config.warmup))
@@ -91,25 +100,16 @@ class RunKeeper(keras.callbacks.Callback):
                     tf.summary.scalar(name, value)
             every = self.config.image_every
             if self.test_images is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == 1):
-                for name, grid in model_figures(self.model, self.config, self.test_images).items():
+                for name, grid in model_figures(self.trained_model, self.test_images).items():
                     tf.summary.image(name, grid[None, :, :, None], max_outputs=1)
         self.writer.flush()
 
 
-def model_figures(model, config: RunConfig, test_images) -> dict:
-    """uint8 image grids of a model in memory (see :func:`vampkeras.figures.model_images`), as many images
-    as :func:`vampkeras.figures.figure_sizes` gives for the run."""
+def model_figures(model: TrainedModel, test_images) -> dict:
+    """uint8 image grids of a trained model (see :func:`vampkeras.figures.model_images`), as many images as
+    :func:`vampkeras.figures.figure_sizes` gives for its run."""
     from vampkeras import figures
 
-    sizes = figures.figure_sizes(config)
-    return figures.model_images(figure_module(model, config), test_images[:sizes["num_test_images"]],
-                                num_samples=sizes["num_samples"], component_samples=sizes["component_samples"])
-
-
-def figure_module(model, config: RunConfig):
-    """The model's exported functions, traced once per model and reused for every image summary."""
-    module = getattr(model, "_figure_module", None)
-    if module is None:
-        module = export.ExportModule(model, config.to_json())
-        object.__setattr__(model, "_figure_module", module)      # not tracked by Keras as a sublayer
-    return module
+    sizes = figures.figure_sizes(model.config)
+    return figures.model_images(model, test_images[:sizes["num_test_images"]], num_samples=sizes["num_samples"],
+                                component_samples=sizes["component_samples"])

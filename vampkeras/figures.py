@@ -174,38 +174,37 @@ def active_units_figure(latent_means: dict[str, np.ndarray], threshold: float = 
     return _figure_png(figure)
 
 
-def model_images(module, test_images, num_samples: int = 64, seed: int = 0, component: int = 0,
+def model_images(model, test_images, num_samples: int = 64, seed: int = 0, component: int = 0,
                  component_samples: int = 11) -> dict[str, np.ndarray]:
-    """uint8 grids (H_grid, W_grid) of what a model draws, from its exported functions (an ExportModule or
-    a loaded SavedModel, called the same way): "generations" (``num_samples`` prior samples),
-    "reconstructions" (``test_images`` (n, H, W) in [0, 1] above their reconstructions) and, where the prior
-    has them, "pseudo_inputs" (VampPriors) and "component_generations" (mixture priors: ``component``'s
-    pseudo-input, if any, then ``component_samples`` draws from that component)."""
-    import tensorflow as tf
-    images = {}
-    samples = module.sample(tf.constant(num_samples), tf.constant(seed))["images"].numpy()
-    images["generations"] = generations_figure(samples)                        # 64 samples → 8x8
+    """uint8 grids (H_grid, W_grid) of what ``model`` (a :class:`~vampkeras.trained_model.TrainedModel`) draws:
+    "generations" (``num_samples`` prior samples), "reconstructions" (``test_images`` (n, H, W) in [0, 1]
+    above their reconstructions) and, where the prior has them, "pseudo_inputs" (VampPriors) and
+    "component_generations" (mixture priors: ``component``'s pseudo-input, if any, then
+    ``component_samples`` draws from that component)."""
+    images = {"generations": generations_figure(model.sample(num_samples, seed))}     # 64 samples → 8x8
     test_images = np.asarray(test_images, dtype=np.float32)
-    reconstructed = module.reconstruct(tf.constant(test_images))["images"].numpy()
-    images["reconstructions"] = reconstructions_figure(test_images, reconstructed)
-    if hasattr(module, "pseudo_inputs"):
-        pseudo = module.pseudo_inputs()["images"].numpy()
+    images["reconstructions"] = reconstructions_figure(test_images, model.reconstruct(test_images))
+    if model.has_pseudo_inputs:
+        pseudo = model.pseudo_inputs()
         images["pseudo_inputs"] = pseudo_inputs_figure(pseudo)
-        component_draws = module.sample_component(tf.constant(component), tf.constant(component_samples),
-                                                  tf.constant(seed))["images"].numpy()
+        component_draws = model.sample_component(component, component_samples, seed)
         images["component_generations"] = component_generations_figure(pseudo[component], component_draws)
-    elif hasattr(module, "sample_component"):
-        component_draws = module.sample_component(tf.constant(component), tf.constant(component_samples + 1),
-                                                  tf.constant(seed))["images"].numpy()
+    elif model.has_components:
+        component_draws = model.sample_component(component, component_samples + 1, seed)
         images["component_generations"] = image_grid(component_draws, columns=len(component_draws))
     return images
 
 
-def write_model_figures(folder, module, test_images, **kwargs) -> dict[str, Path]:
+def write_model_figures(folder, model, test_images, **kwargs) -> dict[str, Path]:
     """:func:`model_images` written as ``<name>.png`` files into ``folder``; returns name → path."""
     folder = Path(folder)
     return {name: save_png(folder / f"{name}.png", grid)
-            for name, grid in model_images(module, test_images, **kwargs).items()}
+            for name, grid in model_images(model, test_images, **kwargs).items()}
+
+
+# Names of the evaluation's figures (``<name>.png``; `vampkeras evaluate` writes them, the report shows them)
+HISTOGRAM = "log_likelihood_histogram"
+ACTIVE_UNITS = "active_units"
 
 
 def figure_sizes(config) -> dict:
@@ -217,45 +216,35 @@ def figure_sizes(config) -> dict:
             "num_test_images": 8 if few else 16}
 
 
-def _module_of(scorer_or_module):
-    return getattr(scorer_or_module, "module", scorer_or_module)
-
-
-def tensorboard_images(module, test_images, num: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
-    """:func:`model_images` of ``module`` (an ExportModule, a loaded SavedModel or a
-    :class:`~vampkeras.evaluation.Scorer`) as uint8 (1, H_grid, W_grid, 1) arrays for ``tf.summary.image``,
-    by tag: "generations" (``num`` samples), "reconstructions" and, where present, "pseudo_inputs" and
-    "component_generations". ``test_images`` (n, H, W) in [0, 1]."""
-    grids = model_images(_module_of(module), test_images, num_samples=num, seed=seed)
+def tensorboard_images(model, test_images, num: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+    """:func:`model_images` of ``model`` (a TrainedModel) as uint8 (1, H_grid, W_grid, 1) arrays for
+    ``tf.summary.image``, by tag: "generations" (``num`` samples), "reconstructions" and, where present,
+    "pseudo_inputs" and "component_generations". ``test_images`` (n, H, W) in [0, 1]."""
+    grids = model_images(model, test_images, num_samples=num, seed=seed)
     return {name: grid[None, :, :, None] for name, grid in grids.items()}
 
 
-def write_run_figures(run, scorer_or_module, config=None, test_images=None, seed: int = 0,
-                      data_dir=None) -> dict[str, Path]:
+def write_run_figures(run, model, test_images=None, seed: int = 0, data_dir=None) -> dict[str, Path]:
     """Write the figures of a trained model into the figures folder of ``run`` (a
     :class:`~vampkeras.run_folder.RunFolder` or its path) and return name → path: generations.png,
     reconstructions.png, pseudo_inputs.png (VampPriors), component_generations.png (mixture priors) and
     training_curves.png (if the run's history has rows).
 
-    ``scorer_or_module``: a :class:`~vampkeras.evaluation.Scorer` (``load_scorer(run_dir)``), an
-    ExportModule or a loaded SavedModel. ``config`` (a RunConfig; default the scorer's) sets how many
-    images are drawn (:func:`figure_sizes`). ``test_images`` (n, H, W) in [0, 1] to reconstruct; default
-    the first test images of the config's dataset (read from ``data_dir``, default the config's)."""
+    ``model``: a :class:`~vampkeras.trained_model.TrainedModel`; its config sets how many images are drawn
+    (:func:`figure_sizes`). ``test_images`` (n, H, W) in [0, 1] to reconstruct; default the first test
+    images of the model's dataset (read from ``data_dir``, default the config's)."""
     from vampkeras.run_folder import RunFolder
 
     run = run if isinstance(run, RunFolder) else RunFolder(run)
-    module = _module_of(scorer_or_module)
-    config = config if config is not None else getattr(scorer_or_module, "config", None)
+    config = model.config
     sizes = figure_sizes(config)
     if test_images is None:
-        if config is None:
-            raise ValueError("write_run_figures needs test_images or a config naming the dataset")
         from vampkeras.data import load_dataset
         data = load_dataset(config.dataset, data_dir or config.data_dir, max_examples=sizes["num_test_images"])
         test_images = data.test.reshape(-1, *data.spec.image_shape)
     test_images = np.asarray(test_images, dtype=np.float32)[:sizes["num_test_images"]]
     folder = run.figures_dir
-    paths = write_model_figures(folder, module, test_images, num_samples=sizes["num_samples"], seed=seed,
+    paths = write_model_figures(folder, model, test_images, num_samples=sizes["num_samples"], seed=seed,
                                 component_samples=sizes["component_samples"])
     history = run.read_history()
     if history:

@@ -24,27 +24,24 @@ def sample_images(path, num_samples: int = 64, seed: int = 0, component: int | N
     """Draw ``num_samples`` images (from one prior component if ``component`` is given), write them as a
     PNG grid to ``out`` and, if ``npy``, as an (n, H, W) float32 array. Returns the written paths. Output
     files that cannot be written are refused before the model is loaded."""
-    import tensorflow as tf
-    from vampkeras.evaluation import load_scorer
+    from vampkeras.trained_model import TrainedModel
 
     check_writable_file(out, "--out")
     if npy:
         check_writable_file(npy, "--npy")
         if _same_file(out, npy):
             raise VampkerasError(f"--out and --npy are the same file ({out}); give two names")
-    scorer = load_scorer(path)
-    module = scorer.module
+    model = TrainedModel.load(path)
     if component is None:
-        images = module.sample(tf.constant(num_samples), tf.constant(seed))["images"].numpy()
+        images = model.sample(num_samples, seed)
     else:
-        if not hasattr(module, "sample_component"):
-            raise VampkerasError(f"the model's prior ({scorer.config.prior}) has no components to choose from; "
+        if not model.has_components:
+            raise VampkerasError(f"the model's prior ({model.config.prior}) has no components to choose from; "
                                  "--pseudo-input needs a mixture prior")
-        count = scorer.config.num_components
+        count = model.config.num_components
         if not 0 <= component < count:
             raise VampkerasError(f"--pseudo-input must lie in 0..{count - 1} (the prior has {count} components)")
-        images = module.sample_component(tf.constant(component), tf.constant(num_samples),
-                                         tf.constant(seed))["images"].numpy()
+        images = model.sample_component(component, num_samples, seed)
     written = [figures.save_png(out, figures.image_grid(images))]
     if npy:
         buffer = io.BytesIO()
@@ -219,19 +216,20 @@ def score_file(path, input_path, num_samples: int = 1000, batch_size: int = 100,
     the model is loaded; input that holds no images, images of the wrong shape, with NaN/Inf, outside [0, 1],
     or — for a Bernoulli model — not binary are refused before any is scored."""
     from vampkeras.data import DATASETS
-    from vampkeras.evaluation import check_images, load_scorer, score
+    from vampkeras.evaluation import check_images, score
+    from vampkeras.trained_model import TrainedModel
 
     check_writable_file(out, "--out")
     if _same_file(out, input_path):
         raise VampkerasError(f"--out {out} is the input file; writing the scores there would replace the images")
-    scorer = load_scorer(path)
-    images, names = read_images(input_path, scorer.image_shape)
-    images = check_images(images, scorer.image_shape)
-    spec = DATASETS.get(scorer.config.dataset)
+    model = TrainedModel.load(path)
+    images, names = read_images(input_path, model.image_shape)
+    images = check_images(images, model.image_shape)
+    spec = DATASETS.get(model.config.dataset)
     if (spec is None or spec.likelihood == "bernoulli") and not np.isin(images, (0.0, 1.0)).all():
         raise DataError("the model has a Bernoulli likelihood and scores binary images only; "
                         f"{input_path} holds values other than 0 and 1 (binarize them first)")
-    values = score(scorer, images, num_samples, batch_size, progress)
+    values = score(model, images, num_samples, batch_size, progress)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["index", "name", "log_likelihood", "elbo"])

@@ -64,7 +64,8 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     histogram figure is there; otherwise the run is evaluated with :func:`vampkeras.evaluation.evaluate`
     (which refreshes both)."""
     from vampkeras.data import load_dataset
-    from vampkeras.evaluation import evaluate, load_scorer
+    from vampkeras.evaluation import evaluate
+    from vampkeras.trained_model import TrainedModel
 
     run_dir = Path(run_dir)
     run = RunFolder(run_dir)
@@ -77,26 +78,24 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     except VampkerasError as error:
         hint = "; a read-only run can be reported elsewhere with --out FILE" if out_path == run.report_path else ""
         raise VampkerasError(f"{error}{hint}") from None
-    scorer = load_scorer(run_dir)
-    config = scorer.config
+    model = TrainedModel.load(run_dir)
+    config = model.config
     data_dir = data_dir or config.data_dir
     data = load_dataset(config.dataset, data_dir, max_examples=max_examples)
-    histogram_path = run.figure_path("log_likelihood_histogram")
+    histogram_path = run.figure_path(figures.HISTOGRAM)
     summary = _matching_evaluation(run, config.dataset, num_samples, len(data.test))
-    per_example = None
+    histogram = None
     if summary is None or not histogram_path.is_file():
-        summary, per_example = evaluate(run_dir, num_samples=num_samples, max_examples=max_examples,
-                                        data_dir=data_dir)
-    if per_example is not None and len(per_example["log_likelihood"]):
-        histogram = figures.log_likelihood_histogram(per_example["log_likelihood"])
-    elif histogram_path.is_file():
+        # the model and data loaded above are scored as they are; the evaluation saves its histogram
+        summary, per_example = evaluate(model, num_samples=num_samples, data=data)
+        if not histogram_path.is_file() and len(per_example["log_likelihood"]):    # (a read-only run)
+            histogram = figures.log_likelihood_histogram(per_example["log_likelihood"])
+    if histogram is None and histogram_path.is_file():
         histogram = histogram_path.read_bytes()
-    else:
-        histogram = None
 
     sizes = figures.figure_sizes(config)
-    test_images = data.test[:sizes["num_test_images"]].reshape(-1, *scorer.image_shape)
-    images = figures.model_images(scorer.module, test_images, num_samples=sizes["num_samples"],
+    test_images = data.test[:sizes["num_test_images"]].reshape(-1, *model.image_shape)
+    images = figures.model_images(model, test_images, num_samples=sizes["num_samples"],
                                   component_samples=sizes["component_samples"])
     history = run.read_history()
 

@@ -20,13 +20,14 @@ from vampkeras import checkpoints, export, optimizers, tuning
 from vampkeras.config import RunConfig
 from vampkeras.data import load_dataset
 from vampkeras.data.pipeline import evaluation_batches, training_batches
-from vampkeras.epoch_keeper import RunKeeper, figure_module, fresh_state
+from vampkeras.epoch_keeper import RunKeeper, fresh_state
 from vampkeras.errors import TrainingDiverged, VampkerasError
 from vampkeras.models import build_model, build_model_for_weights, check_prior_data
 from vampkeras.replicas import (WorkerLost, copy_run_for_worker, is_peer_failure, lost_worker_message,
                                 make_strategy, rank_one_step_outputs, read_tf_config, shard_by_data)
 from vampkeras.run_folder import RunFolder
 from vampkeras.run_setup import check_export_target, move_old_run_aside, prepare_config
+from vampkeras.trained_model import TrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +74,12 @@ def _export_best(model, config: RunConfig, run: RunFolder, spec, require_best: b
     return exported, folder
 
 
-def _write_final_figures(model, config: RunConfig, run: RunFolder, test_images) -> None:
+def _write_final_figures(model: TrainedModel, run: RunFolder, test_images) -> None:
     """PNG figures of the exported (best) model and the training curves into the run's figures folder."""
     from vampkeras import figures
 
     try:
-        figures.write_run_figures(run, figure_module(model, config), config, test_images)
+        figures.write_run_figures(run, model, test_images)
     except OSError as error:
         raise VampkerasError(f"cannot write the figures in {run.figures_dir}: {error.strerror or error}") from None
 
@@ -198,6 +199,7 @@ def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: 
     state["best_val_loss"] = float(state["best_val_loss"])
 
     test_images = dataset.test[:16].reshape(-1, *dataset.spec.image_shape)      # for the figures
+    keeper = None
     if state["epoch"] < config.epochs and not state["stopped_early"]:
         train_data, _ = training_batches(dataset.train, config.batch_size, config.seed, state["epoch"],
                                          binarize=dataset.spec.binarization == "dynamic")
@@ -218,7 +220,10 @@ def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: 
 
     exported, folder = _export_best(model, config, run, dataset.spec)
     if config.image_every:
-        _write_final_figures(exported, config, run, test_images)
+        # the keeper's functions of the model, already traced, unless the export is a float32 copy
+        trained = (keeper.trained_model if keeper is not None and exported is model
+                   else TrainedModel.from_keras(exported, config))
+        _write_final_figures(trained, run, test_images)
     return TrainResult(run_dir=run.path, export_dir=folder, epochs_trained=state["epoch"],
                        best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
                        stopped_early=state["stopped_early"])

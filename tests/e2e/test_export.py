@@ -146,11 +146,11 @@ def test_serving_default_is_log_prob_with_the_fixed_sample_count_and_the_elbo(lo
     assert signature.structured_input_signature[1]["x"].shape.as_list() == [None, 28, 28]
 
 
-def test_the_run_folder_scorer_computes_the_documented_estimate(trained_run, in_memory):
+def test_the_run_folder_model_computes_the_documented_estimate(trained_run, in_memory):
     """The evaluation of a run folder (ExportModule.log_prob_given_prior, input checks included) gives the
     numbers of the paper's estimator as the models compute it: batches of EXAMPLES_PER_BATCH images, batch
     b seeded by fold_in((LOG_PROB_SEED, 0), b)."""
-    from vampkeras.evaluation import load_scorer
+    from vampkeras.trained_model import TrainedModel
 
     model, data = in_memory
     x = data.test[:130]
@@ -162,21 +162,21 @@ def test_the_run_folder_scorer_computes_the_documented_estimate(trained_run, in_
                              tf.random.experimental.stateless_fold_in(seed, index), parameters,
                              samples_per_chunk).numpy()
         for index, start in enumerate(range(0, len(x), EXAMPLES_PER_BATCH))])
-    scorer = load_scorer(trained_run.run_dir)
-    np.testing.assert_allclose(scorer.log_prob(x.reshape(-1, 28, 28), 30), expected, rtol=1e-6)
+    model = TrainedModel.load(trained_run.run_dir)
+    np.testing.assert_allclose(model.log_prob(x.reshape(-1, 28, 28), 30), expected, rtol=1e-6)
 
 
-def test_a_saved_model_scorer_reports_a_refused_input_as_one_error(trained_run, in_memory):
-    from vampkeras.evaluation import load_scorer
+def test_a_loaded_saved_model_reports_a_refused_input_as_one_error(trained_run, in_memory):
+    from vampkeras.trained_model import TrainedModel
 
     _, data = in_memory
-    scorer = load_scorer(trained_run.export_dir)
+    model = TrainedModel.load(trained_run.export_dir)
     grey = data.test[:3].reshape(-1, 28, 28) * 0.5
     with pytest.raises(VampkerasError, match="refuses its input: x must hold only 0 and 1"):
-        scorer.log_prob(grey, 10)
+        model.log_prob(grey, 10)
     with pytest.raises(VampkerasError, match="x must hold only 0 and 1"):
-        scorer.elbo(grey)
-    assert scorer.latent_means(grey)["z1"].shape == (3, 40)     # encoding grey images is fine
+        model.elbo(grey)
+    assert model.latent_means(grey)["z1"].shape == (3, 40)     # encoding grey images is fine
 
 
 def test_a_model_base_path_is_read_at_its_highest_version_by_every_command(trained_run, tmp_path):

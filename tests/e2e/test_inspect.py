@@ -179,16 +179,16 @@ def test_commands_are_registered_with_help():
 
 def test_run_folder_and_savedmodel_draw_the_same_figures(run, tmp_path):
     from vampkeras import figures
-    from vampkeras.evaluation import load_scorer
+    from vampkeras.trained_model import TrainedModel
 
     test_images = load_dataset("mnist5k", max_examples=16).test.reshape(-1, 28, 28)
     grids = {}
     for source, path in (("run", run.run_dir), ("model", run.export_dir)):
-        scorer = load_scorer(path)
-        paths = figures.write_run_figures(tmp_path / source, scorer, test_images=test_images)
+        model = TrainedModel.load(path)
+        paths = figures.write_run_figures(tmp_path / source, model, test_images=test_images)
         assert sorted(paths) == ["component_generations", "generations", "pseudo_inputs", "reconstructions"]
         grids[source] = {name: png_array(p) for name, p in paths.items()}
-        tensorboard = figures.tensorboard_images(scorer.module, test_images, num=16, seed=1)
+        tensorboard = figures.tensorboard_images(model, test_images, num=16, seed=1)
         assert tensorboard["generations"].shape == (1, 4 * 29 + 1, 4 * 29 + 1, 1)
         assert tensorboard["pseudo_inputs"].shape == (1, 2 * 29 + 1, 10 * 29 + 1, 1)   # K = 20
     assert grids["run"]["generations"].shape == (8 * 29 + 1, 8 * 29 + 1)
@@ -198,11 +198,11 @@ def test_run_folder_and_savedmodel_draw_the_same_figures(run, tmp_path):
 
 def test_standard_prior_has_no_components(standard_run, tmp_path):
     from vampkeras import figures
-    from vampkeras.evaluation import load_scorer
+    from vampkeras.trained_model import TrainedModel
 
     result = invoke("sample", standard_run.export_dir, "--pseudo-input", 0, "--out", tmp_path / "k.png")
     assert result.exit_code == 2 and "has no components" in result.output and "Traceback" not in result.output
-    paths = figures.write_run_figures(standard_run.run_dir, load_scorer(standard_run.run_dir))
+    paths = figures.write_run_figures(standard_run.run_dir, TrainedModel.load(standard_run.run_dir))
     assert sorted(paths) == ["generations", "reconstructions", "training_curves"]
     assert png_array(paths["training_curves"])[..., :3].std() > 10
 
