@@ -96,13 +96,19 @@ def check_writable_file(path, what: str = "the file") -> None:
     path = Path(path)
     if path.is_dir():
         raise VampkerasError(f"{what} {path} is a folder; give a file name")
-    existing = path.parent.resolve()
+    check_writable_folder(path.parent, f"{what} {path}")
+
+
+def check_writable_folder(folder, what: str) -> None:
+    """Refuse (VampkerasError) writing ``what`` into ``folder``, missing folders to be created, unless the
+    nearest existing ancestor of ``folder`` (links resolved) is a writable folder."""
+    existing = Path(folder).resolve()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise VampkerasError(f"cannot write {what} {path}: {existing} is a file, not a folder")
+        raise VampkerasError(f"cannot write {what}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise VampkerasError(f"cannot write {what} {path}: the folder {existing} is not writable")
+        raise VampkerasError(f"cannot write {what}: the folder {existing} is not writable")
 
 
 def atomic_write_text(path, text: str) -> None:

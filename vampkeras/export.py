@@ -366,13 +366,9 @@ def check_writable(folder) -> None:
     """Refuse an export that cannot write into ``folder`` (the folder its SavedModel goes into: the export
     folder's parent, or a model base path): its nearest existing ancestor must be a writable folder. Checked
     before any work, so that hours of training do not end in a failed export."""
-    existing = _real(folder)
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise VampkerasError(f"cannot write the SavedModel into {folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise VampkerasError(f"cannot write the SavedModel into {folder}: the folder {existing} is not writable")
+    from vampkeras.checkpoints import check_writable_folder
+
+    check_writable_folder(folder, f"the SavedModel into {folder}")
 
 
 def check_model_base(base) -> None:

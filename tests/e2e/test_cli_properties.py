@@ -5,6 +5,7 @@ Values are drawn from what careless users and hostile scripts type: small valid 
 numbers just past and far past every limit (2^31, 2^32 + 10, 2^40), floats, nan/inf and text. Valid numbers
 are kept small so that a command that runs stays quick."""
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -87,12 +88,21 @@ def test_train_options(arguments):
                        "--max-examples", "20", *arguments], workspace, {"run", "model"})
 
 
-@given(EVALUATE_OPTIONS)
-@SETTINGS
-def test_evaluate_options(trained_run, arguments):
+@contextlib.contextmanager
+def workspace_with_model(trained_run):
+    """A fresh folder holding a copy of the shared run's SavedModel as ``model`` (and binary images.npy)."""
     with tempfile.TemporaryDirectory() as folder:
         workspace = Path(folder)
         shutil.copytree(trained_run.export_dir, workspace / "model")
+        images = (np.random.default_rng(0).uniform(size=(5, 28, 28)) > 0.5).astype(np.float32)
+        np.save(workspace / "images.npy", images)
+        yield workspace
+
+
+@given(EVALUATE_OPTIONS)
+@SETTINGS
+def test_evaluate_options(trained_run, arguments):
+    with workspace_with_model(trained_run) as workspace:
         run_and_check(["evaluate", "model", "--quiet", "--json", "out.json", "--figures", "figures", *arguments],
                       workspace, {"out.json", "figures"})
 
@@ -100,9 +110,7 @@ def test_evaluate_options(trained_run, arguments):
 @given(SAMPLE_OPTIONS)
 @SETTINGS
 def test_sample_options(trained_run, arguments):
-    with tempfile.TemporaryDirectory() as folder:
-        workspace = Path(folder)
-        shutil.copytree(trained_run.export_dir, workspace / "model")
+    with workspace_with_model(trained_run) as workspace:
         run_and_check(["sample", "model", "--out", "grid.png", "--npy", "grid.npy", *arguments], workspace,
                       {"grid.png", "grid.npy"})
 
@@ -110,10 +118,6 @@ def test_sample_options(trained_run, arguments):
 @given(SCORE_OPTIONS)
 @SETTINGS
 def test_score_options(trained_run, arguments):
-    with tempfile.TemporaryDirectory() as folder:
-        workspace = Path(folder)
-        shutil.copytree(trained_run.export_dir, workspace / "model")
-        images = (np.random.default_rng(0).uniform(size=(5, 28, 28)) > 0.5).astype(np.float32)
-        np.save(workspace / "images.npy", images)
+    with workspace_with_model(trained_run) as workspace:
         run_and_check(["score", "model", "images.npy", "--quiet", "--out", "scores.csv", *arguments], workspace,
                       {"scores.csv"})

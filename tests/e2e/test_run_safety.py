@@ -175,3 +175,13 @@ def test_a_nan_result_is_an_error_not_invalid_json(run_copy, tmp_path, monkeypat
                     "--json", tmp_path / "eval.json")
     assert_user_error(result, "not a finite number", "log_likelihood = nan")
     assert not (tmp_path / "eval.json").exists() and snapshot(run_copy) == before
+
+
+def test_restart_keeps_the_old_runs_export_unless_overwrite(trained_run, run_copy, tmp_path):
+    export_copy = tmp_path / "model"
+    shutil.copytree(trained_run.export_dir, export_copy)
+    run_before, export_before = snapshot(run_copy), snapshot(export_copy)
+    result = invoke("train", "--restart", "--run-dir", run_copy, "--export", export_copy, "--epochs", 1, *TINY)
+    assert_user_error(result, "already holds the SavedModel of another run", "--overwrite")
+    assert snapshot(run_copy) == run_before and snapshot(export_copy) == export_before   # nothing moved
+    assert not [p for p in tmp_path.iterdir() if ".restarted-" in p.name]
