@@ -134,14 +134,20 @@ NO_TENSORFLOW_CHECK = textwrap.dedent("""
 
 
 def test_names_and_options_are_refused_before_tensorflow_loads(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's own files")
     cases = [
         (["train", "--dataset", "nope"], "Invalid value for '--dataset': unknown dataset 'nope'; choose one of: "
                                          "mnist5k, dynamic_mnist"),
         (["evaluate", str(tmp_path), "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         (["train", "--model", "resnet"], "Invalid value for '--model'"),
         (["train", "--prior", "bogus"], "Invalid value for '--prior'"),
-        (["train", "--lr", "0"], "--lr must be > 0"),
+        (["train", "--lr", "0"], "Invalid value for '--lr': '0' is not above 0"),
         (["train", "--weighted", "--prior", "standard"], "--weighted needs a mixture prior"),
+        (["train", "--seed", "-1"], "Invalid value for '--seed'"),
+        (["train", "--pseudo-init-mean", "nan"], "is not a finite number"),
+        (["train", "--replicas", "2"], "--replicas applies to --strategy mirrored only"),
+        (["train", "--run-dir", str(tmp_path / "mine")], "is not empty and holds no run"),
     ]
     done = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_CHECK, json.dumps([args for args, _ in cases])],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
@@ -153,7 +159,7 @@ def test_names_and_options_are_refused_before_tensorflow_loads(tmp_path):
         errors = [line for line in output.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1 and message in errors[0], (args, output)
         assert "Traceback" not in output
-    assert not any(tmp_path.iterdir())                                  # nothing created
+    assert [p.name for p in tmp_path.rglob("*")] == ["mine", "notes.txt"]   # nothing created
 
 
 def test_dataset_names_complete_in_the_shell():
