@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import tensorflow as tf
@@ -251,3 +252,30 @@ def lost_worker_message(error, task: ClusterTask, run_dir: Path) -> str:
     return (f"{lost_peer(error, task)} of the multiworker cluster stopped responding ({failure_reason(error)}: it "
             f"stopped, crashed or became unreachable; its own output may say why), so {task.name} stopped too. "
             + restart)
+
+
+def train_as_cluster_task(task: ClusterTask, config, resume: bool, train_with):
+    """Train as ``task`` of a multiworker cluster: ``train_with(config)`` trains with a RunConfig and returns
+    its TrainResult. The chief trains in the run folder and writes the export; every other worker trains in
+    a temporary folder of its own (a copy of the run when resuming), deleted at the end: it still saves
+    checkpoints and a SavedModel, as reading the model's variables for them may take part in the cluster's
+    collective ops. A peer's failure is raised as :class:`WorkerLost` with what to do next."""
+    scratch = None
+    try:
+        if task.is_chief:
+            return train_with(config)
+        scratch = Path(tempfile.mkdtemp(prefix=f"vampkeras-{task.task_type}{task.index}-"))
+        local = dataclasses.replace(config, run_dir=str(scratch / "run"), export_dir=str(scratch / "export"))
+        if resume:
+            copy_run_for_worker(Path(config.run_dir), Path(local.run_dir))
+        result = train_with(local)
+        return dataclasses.replace(result, run_dir=Path(config.run_dir), export_dir=Path(config.export_dir),
+                                   is_chief=False)
+    except tf.errors.OpError as error:
+        if not is_peer_failure(error):
+            raise
+        logger.info("the collective operations were aborted: %s", error.message)
+        raise WorkerLost(lost_worker_message(error, task, Path(config.run_dir))) from None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

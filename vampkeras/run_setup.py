@@ -11,7 +11,7 @@ from pathlib import Path
 from vampkeras import export
 from vampkeras.config import MODEL_FIELDS, RunConfig
 from vampkeras.errors import ConfigError, VampkerasError
-from vampkeras.run_folder import RunFolder
+from vampkeras.run_folder import CONFIG_FILE, RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def prepare_config(config: RunConfig, resume: bool, given: dict | None = None,
         raise ConfigError("--resume needs --run-dir: the folder of the run to continue")
     run = RunFolder(config.run_dir)
     if not run.holds_run():
-        raise VampkerasError(f"there is no run to resume in {config.run_dir} (no config.json)")
+        raise VampkerasError(f"there is no run to resume in {config.run_dir} (no {CONFIG_FILE})")
     saved = run.read_config()
     given = dict(given or {})
     requested = dataclasses.replace(saved, **{k: v for k, v in given.items() if k in MODEL_FIELDS})

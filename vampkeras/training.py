@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import tensorflow as tf
@@ -23,9 +21,9 @@ from vampkeras.data.pipeline import evaluation_batches, training_batches
 from vampkeras.epoch_keeper import RunKeeper, fresh_state
 from vampkeras.errors import TrainingDiverged, VampkerasError
 from vampkeras.models import build_model, build_model_for_weights, check_prior_data
-from vampkeras.replicas import (WorkerLost, copy_run_for_worker, is_peer_failure, lost_worker_message,
-                                make_strategy, rank_one_step_outputs, read_tf_config, shard_by_data)
-from vampkeras.run_folder import RunFolder
+from vampkeras.replicas import (make_strategy, rank_one_step_outputs, read_tf_config, shard_by_data,
+                                train_as_cluster_task)
+from vampkeras.run_folder import CONFIG_FILE, RunFolder
 from vampkeras.run_setup import check_export_target, move_old_run_aside, prepare_config
 from vampkeras.trained_model import TrainedModel
 
@@ -91,11 +89,10 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     ``restart`` starts the run in ``config.run_dir`` again from scratch after moving the old one aside to
     ``<run_dir>.restarted-<time>`` (nothing is deleted).
 
-    Under ``--strategy multiworker`` every worker runs this with the same options. The chief writes the run
-    folder and the export; every other worker trains in a temporary folder of its own, deleted at the end:
-    it still saves checkpoints and a SavedModel, as reading the model's variables for them may take part in
-    the cluster's collective ops. A resumed multiworker run is read from ``config.run_dir`` by every worker.
-    If a worker stops, the others raise :class:`WorkerLost` within seconds.
+    Under ``--strategy multiworker`` every worker runs this with the same options; the chief writes the run
+    folder and the export (see :func:`vampkeras.replicas.train_as_cluster_task`). A resumed multiworker run
+    is read from ``config.run_dir`` by every worker. If a worker stops, the others raise
+    :class:`~vampkeras.replicas.WorkerLost` within seconds.
     """
     # MultiWorkerMirroredStrategy must be created before TensorFlow runs anything. All workers connect
     # before one may fail alone on files only it sees (a run folder to resume, an export folder), so that the
@@ -104,7 +101,7 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     if task is not None and resume:
         strategy = make_strategy("multiworker")
         if config.run_dir and not task.is_chief and not RunFolder(config.run_dir).holds_run():
-            raise VampkerasError(f"{task.name} sees no run to resume in {config.run_dir} (no config.json): under "
+            raise VampkerasError(f"{task.name} sees no run to resume in {config.run_dir} (no {CONFIG_FILE}): under "
                                  "--strategy multiworker every worker must see the run folder, on storage they "
                                  "share at the same path")
         config = prepare_config(config, resume, {**(given or {}), "strategy": "multiworker"})
@@ -116,28 +113,12 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     if task is None:
         check_export_target(config, overwrite)
         return _train(config, strategy, resume, verbose, restart=restart)
-    scratch = None
-    try:
-        if task.is_chief:
-            if not resume:
-                RunFolder(config.run_dir).check_new_run_target(restart)
-            check_export_target(config, overwrite)
-            return _train(config, strategy, resume, verbose, multiworker=True, restart=restart)
-        scratch = Path(tempfile.mkdtemp(prefix=f"vampkeras-{task.task_type}{task.index}-"))
-        local = dataclasses.replace(config, run_dir=str(scratch / "run"), export_dir=str(scratch / "export"))
-        if resume:
-            copy_run_for_worker(Path(config.run_dir), Path(local.run_dir))
-        result = _train(local, strategy, resume, verbose, multiworker=True)
-        return dataclasses.replace(result, run_dir=Path(config.run_dir), export_dir=Path(config.export_dir),
-                                   is_chief=False)
-    except tf.errors.OpError as error:
-        if not is_peer_failure(error):
-            raise
-        logger.info("the collective operations were aborted: %s", error.message)
-        raise WorkerLost(lost_worker_message(error, task, Path(config.run_dir))) from None
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    if task.is_chief:
+        if not resume:
+            RunFolder(config.run_dir).check_new_run_target(restart)
+        check_export_target(config, overwrite)
+    return train_as_cluster_task(task, config, resume, lambda local: _train(
+        local, strategy, resume, verbose, multiworker=True, restart=restart and task.is_chief))
 
 
 def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool = False,
