@@ -54,9 +54,10 @@ class Progress:
 
 # -- names checked before TensorFlow loads -----------------------------------------------------------
 class DatasetParam(click.ParamType):
-    """A ``--dataset`` value: today one of the named datasets (``vampkeras.data.DATASETS``, which loads without
-    TensorFlow). :meth:`convert` is the one place that decides what a dataset argument may be, and
-    :meth:`shell_complete` what the shell offers."""
+    """A ``--dataset`` value: one of the named datasets (``vampkeras.data.DATASETS``, which loads without
+    TensorFlow), an existing folder of images or .npy/.npz file (given as its resolved path), or
+    ``tfds:NAME[/CONFIG]``. :meth:`convert` is the one place that decides what a dataset argument may be, and
+    :meth:`shell_complete` what the shell offers (names, then paths)."""
 
     name = "dataset"
 
@@ -66,13 +67,23 @@ class DatasetParam(click.ParamType):
         return list(DATASETS)
 
     def convert(self, value, param, ctx) -> str:
+        from vampkeras.data.user_data import is_user_source, parse_source
+        from vampkeras.errors import DataError
+
         names = self.names()
         if value in names:
             return value
-        self.fail(f"unknown dataset {value!r}; choose one of: {', '.join(names)}", param, ctx)
+        if not is_user_source(value):
+            self.fail(f"unknown dataset {value!r}; choose one of: {', '.join(names)}, or give a folder of images, "
+                      "a .npy/.npz file or tfds:NAME", param, ctx)
+        try:
+            return parse_source(value).argument
+        except DataError as error:
+            self.fail(str(error), param, ctx)
 
     def shell_complete(self, ctx, param, incomplete):
-        return [CompletionItem(name) for name in self.names() if name.startswith(incomplete)]
+        names = [CompletionItem(name) for name in self.names() if name.startswith(incomplete)]
+        return names + [CompletionItem(incomplete, type="file")]
 
 
 DATASET = DatasetParam()
@@ -108,6 +119,27 @@ class FiniteFloat(click.ParamType):
         return number
 
 
+class SplitFractions(click.ParamType):
+    """``--split TRAIN,VALIDATION,TEST``: three finite fractions >= 0, train and validation above 0 (they are
+    normalised by their sum)."""
+
+    name = "fractions"
+
+    def convert(self, value, param, ctx) -> list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        try:
+            fractions = [float(part) for part in str(value).split(",")]
+        except ValueError:
+            fractions = []
+        if (len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions)
+                or min(fractions[:2]) <= 0):
+            self.fail(f"{value!r} is not three fractions TRAIN,VALIDATION,TEST such as 0.8,0.1,0.1 (train and "
+                      "validation above 0)", param, ctx)
+        return fractions
+
+
+SPLIT = SplitFractions()
 FINITE_FLOAT = FiniteFloat()
 POSITIVE_FLOAT = FINITE_FLOAT.above(0)
 # Seeds feed TensorFlow's and NumPy's int32/int64 seeds through arithmetic of their own: [0, 2^31) is safe in all.

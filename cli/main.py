@@ -9,9 +9,12 @@ from click.core import ParameterSource
 
 # none of these imports TensorFlow: options are checked before it loads (vampkeras_cli.common.load_tensorflow)
 from vampkeras import __version__
-from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES
+from vampkeras.config import (LIKELIHOODS, MAX_IMPORTANCE_SAMPLES, MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS,
+                              STRATEGIES)
+from vampkeras.data.user_data import BINARIZATIONS
 from vampkeras.run_folder import EVALUATION_FILE, FIGURES_DIR
-from vampkeras_cli.common import DATASET, FINITE_FLOAT, POSITIVE_FLOAT, SEED, Progress, load_tensorflow, user_errors
+from vampkeras_cli.common import (DATASET, FINITE_FLOAT, POSITIVE_FLOAT, SEED, SPLIT, Progress, load_tensorflow,
+                                  user_errors)
 from vampkeras_cli.model_commands import report, sample, score
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +30,20 @@ def main(verbose):
 
 @main.command()
 @click.option("--dataset", type=DATASET, default="mnist5k", show_default=True,
-              help="Dataset name (see `vampkeras datasets`); mnist5k is embedded and works offline.")
+              help="Dataset name (see `vampkeras datasets`; mnist5k is embedded and works offline), or your own "
+                   "images: a folder of PNG/JPEG/BMP files (with train/, validation/, test/ subfolders if you have "
+                   "splits), a .npy of (N, H, W[, C]) or a .npz with train/validation/test arrays, or "
+                   "tfds:NAME[/CONFIG].")
+@click.option("--likelihood", type=click.Choice(LIKELIHOODS), default=None,
+              help="Your own data: p(x|z) [default: bernoulli for 0/1 images, discretized_logistic (256 bins per "
+                   "channel) for grey or colour ones].")
+@click.option("--binarize", "binarization", type=click.Choice(BINARIZATIONS), default=None,
+              help="Your own data: 'dynamic' draws grey training images as 0/1 afresh every batch (the paper's "
+                   "MNIST; validation and test binarized once), 'static' binarizes every split once [default: "
+                   "none; 0/1 images are binary as they are].")
+@click.option("--split", type=SPLIT, default=None,
+              help="Your own data without train/validation/test splits: the fractions, e.g. 0.8,0.1,0.1 "
+                   "[default: 0.8,0.1,0.1, a fixed shuffle].")
 @click.option("--model", type=click.Choice(MODELS), default="vae", show_default=True, help="Model architecture.")
 @click.option("--prior", type=click.Choice(PRIORS), default="vampprior", show_default=True,
               help="Prior over the top latent layer.")
@@ -118,7 +134,8 @@ def train(ctx, overwrite, resume, restart, quiet, **options):
 @main.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))
 @click.option("--dataset", type=DATASET, default=None,
-              help="Dataset to score [default: the one the model was trained on].")
+              help="Dataset to score, a name or your own images as for `train` [default: the one the model was "
+                   "trained on, refused if its files changed since].")
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
 @click.option("--samples", "num_samples", type=click.IntRange(1, MAX_IMPORTANCE_SAMPLES), default=5000, show_default=True,
               help="Importance samples per example (the paper uses 5000).")

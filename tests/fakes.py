@@ -6,11 +6,12 @@ import dataclasses
 @dataclasses.dataclass
 class ImageSpec:
     """The part of a :class:`vampkeras.data.DatasetSpec` that :func:`vampkeras.models.build_model` reads: the
-    image shape (H, W), its pixel count and the likelihood, for tiny models without a dataset."""
+    image shape (H, W) or (H, W, C), its value count D and the likelihood, for tiny models without a dataset."""
 
     image_shape: tuple = (4, 5)
     likelihood: str = "bernoulli"
 
     @property
     def num_pixels(self) -> int:
-        return self.image_shape[0] * self.image_shape[1]
+        from vampkeras.shapes import num_values
+        return num_values(self.image_shape)

@@ -103,9 +103,12 @@ def test_resolve_fills_only_missing_dataset_defaults():
         num_components: int = 500
         pseudo_init_mean: float = 0.05
         pseudo_init_std: float = 0.01
+        likelihood: str = "bernoulli"
+        binarization: str = "dynamic"
 
     config = RunConfig().resolve(Spec())
     assert (config.num_components, config.pseudo_init_mean, config.pseudo_init_std) == (500, 0.05, 0.01)
+    assert (config.likelihood, config.binarization) == ("bernoulli", "dynamic")
     explicit = RunConfig(num_components=7, pseudo_init_mean=0.5, pseudo_init_std=0.0).resolve(Spec())
     assert (explicit.num_components, explicit.pseudo_init_mean, explicit.pseudo_init_std) == (7, 0.5, 0.0)
 

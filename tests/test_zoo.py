@@ -86,20 +86,40 @@ def test_causal_masks():
     np.testing.assert_array_equal(causal_mask(3, "B")[..., 0, 0], [[1, 1, 1], [1, 1, 0], [0, 0, 0]])
 
 
-def test_pixelcnn_output_never_depends_on_the_pixel_itself_or_later_pixels():
-    model = small_model("pixelhvae", shape=(5, 4))
+@pytest.mark.parametrize("shape", [(5, 4), (3, 4, 3)], ids=["grey", "colour"])
+def test_pixelcnn_output_never_depends_on_the_pixel_itself_or_later_pixels(shape):
+    """The outputs of pixel i (every channel of it) see x only through pixels < i, all their channels."""
+    model = small_model("pixelhvae", shape=shape)
     decoder = model.p_x
-    num_pixels = 20
-    x = tf.constant(np.random.default_rng(1).uniform(size=(1, num_pixels)).astype("float32"))
+    channels = shape[2] if len(shape) == 3 else 1
+    positions = shape[0] * shape[1]
+    x = tf.constant(np.random.default_rng(1).uniform(size=(1, positions * channels)).astype("float32"))
     z = tf.constant(np.random.default_rng(2).normal(size=(1, 3)).astype("float32"))
-    for pixel in range(num_pixels):
+    for value in range(positions * channels):        # output index = position·C + channel (flattened H, W, C)
+        pixel = value // channels
         with tf.GradientTape() as tape:
             tape.watch(x)
-            output = decoder(z, z, x)[0, pixel]
-        gradient = tape.gradient(output, x).numpy()[0]
-        assert np.all(gradient[pixel:] == 0.0), f"pixel {pixel} sees pixels {np.nonzero(gradient[pixel:])[0] + pixel}"
+            output = decoder(z, z, x)[0, value]
+        gradient = tape.gradient(output, x).numpy()[0].reshape(positions, channels)
+        assert np.all(gradient[pixel:] == 0.0), f"value {value} sees pixels {np.nonzero(gradient[pixel:])[0] + pixel}"
         if pixel > 0:
-            assert np.any(gradient[:pixel] != 0.0)        # and it does see the earlier ones
+            assert np.all(np.any(gradient[:pixel] != 0.0, axis=0))     # and every channel of the earlier ones
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 2, 3)], ids=["grey", "colour"])
+def test_pixelhvae_probabilities_sum_to_one_over_every_binary_image(shape):
+    """p(x|z) of the autoregressive decoder is normalised: summed over all 2^D binary images of a tiny image
+    (64 grey 2x3, 4096 colour 2x2x3) for fixed latents, the probabilities give 1. (For the discretized
+    logistic, whose 256^D images cannot be enumerated, the same holds by the product of the causality above
+    and test_discretized_logistic_sums_to_one_over_the_256_values.)"""
+    model = small_model("pixelhvae", shape=shape)
+    values = int(np.prod(shape))
+    every_image = ((np.arange(2 ** values)[:, None] >> np.arange(values)) & 1).astype("float32")   # (2^D, D)
+    for seed in (3, 4):
+        z1, z2 = (np.repeat(np.random.default_rng(seed + k).normal(size=(1, 3)), len(every_image), axis=0)
+                  .astype("float32") for k in (0, 10))
+        log_p = model.observation(z1, z2, every_image).log_prob(every_image).numpy().astype(np.float64)
+        np.testing.assert_allclose(np.exp(special.logsumexp(log_p)), 1.0, rtol=1e-5)
 
 
 def test_pixelhvae_sampling_is_consistent_with_its_teacher_forced_likelihood():
@@ -112,25 +132,27 @@ def test_pixelhvae_sampling_is_consistent_with_its_teacher_forced_likelihood():
     np.testing.assert_allclose(means[:, 0], first, rtol=1e-5)
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "discretized_logistic"])
-def test_pixelhvae_window_decoding_equals_whole_image_passes(likelihood):
+@pytest.mark.parametrize("likelihood, channels", [("bernoulli", 1), ("discretized_logistic", 1),
+                                                  pytest.param("discretized_logistic", 3, marks=pytest.mark.slow)])
+def test_pixelhvae_window_decoding_equals_whole_image_passes(likelihood, channels):
     """Sampling runs the masked stack on the window of pixels a pixel depends on; the reference here runs it
     on the whole image for every pixel (the plain algorithm) with the same random numbers."""
     height, width = 12, 20          # taller than the 8 rows above, wider than the 17 columns around a pixel
-    model = small_model("pixelhvae", likelihood=likelihood, shape=(height, width))
-    decoder, pixels = model.p_x, height * width
+    shape = (height, width, channels)
+    model = small_model("pixelhvae", likelihood=likelihood, shape=shape)
+    decoder, pixels = model.p_x, height * width * channels
     assert decoder.reach == 8
     rng = np.random.default_rng(8)
     z = tf.constant(rng.normal(size=(3, 3)).astype("float32"))
     x = tf.constant(rng.uniform(size=(3, pixels)).astype("float32"))
-    whole = tf.reshape(decoder(z, z, x), [3, -1, height, width]).numpy()          # (N, outputs, H, W)
-    padded_pixels = decoder.pad_for_pixels(tf.reshape(x, [3, height, width, 1]))
+    whole = tf.reshape(decoder(z, z, x), [3, -1, height, width, channels]).numpy()     # (N, kinds, H, W, C)
+    padded_pixels = decoder.pad_for_pixels(tf.reshape(x, [3, height, width, channels]))
     padded_latents = decoder.pad_for_pixels(decoder.latent_channels(z, z))
     pixel_outputs = tf.function(decoder.pixel_outputs)
     for row in range(height):
         for column in range(width):         # every kind of window: cut by the top, the left, the right edge
             window = pixel_outputs(padded_pixels, padded_latents, tf.constant(row), tf.constant(column))
-            np.testing.assert_allclose(window.numpy(), whole[:, :, row, column], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(window.numpy(), whole[:, :, row, column].reshape(3, -1), rtol=1e-5, atol=1e-5)
 
     @tf.function
     def whole_image_pass(values, step_seed):
@@ -139,10 +161,11 @@ def test_pixelhvae_window_decoding_equals_whole_image_passes(likelihood):
 
     def reference_decode(seed):
         values, means = np.zeros((3, pixels), np.float32), np.zeros((3, pixels), np.float32)
-        for index in range(pixels):
+        for index in range(height * width):
             step_seed = tf.random.experimental.stateless_fold_in(as_seed(seed), index)
             sample, mean = whole_image_pass(tf.constant(values), step_seed)
-            values[:, index], means[:, index] = sample.numpy()[:, index], mean.numpy()[:, index]
+            taken = slice(index * channels, (index + 1) * channels)          # the pixel's C channels
+            values[:, taken], means[:, taken] = sample.numpy()[:, taken], mean.numpy()[:, taken]
         return means
 
     decoded = tf.function(model.decode)(z, z, seed=5)      # compiled, as sampling runs it (eager loops in Python)
@@ -209,6 +232,32 @@ def test_every_model_and_prior_trains_a_step_and_scores(model, prior, weighted):
     assert any("mixture_logits" in n for n in names) == weighted
     ll = net.log_likelihood(x[:2], 6, seed=3, chunk_size=4).numpy()
     assert ll.shape == (2,) and np.all(np.isfinite(ll))
+
+
+@pytest.mark.parametrize("model", ["vae", *(pytest.param(kind, marks=pytest.mark.slow)
+                                            for kind in ("hvae", "convhvae", "pixelhvae"))])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "discretized_logistic"])
+def test_every_model_trains_a_step_and_scores_colour_images(model, likelihood):
+    """(H, W, 3) images: the decoders give every channel of every pixel its parameters, a step changes every
+    weight, and the ELBO's reconstruction term is the likelihood of all H·W·3 values."""
+    config = RunConfig(model=model, prior="vampprior", num_components=4, pseudo_init_mean=0.4, pseudo_init_std=0.05,
+                       latent_dim=3, hidden_units=8, seed=1)
+    uniform = np.random.default_rng(7).uniform(size=(8, 6 * 5 * 3)).astype("float32")
+    x = (uniform < 0.4).astype("float32") if likelihood == "bernoulli" else uniform
+    net = build_model(config, ImageSpec((6, 5, 3), likelihood))
+    assert net.image_shape == (6, 5, 3) and net.num_pixels == 90
+    assert net.prior.pseudo_inputs().shape == (4, 90)
+    net.train_jit = net.evaluation_jit = False
+    from vampkeras import optimizers
+    net.compile(optimizer=optimizers.build("adam", 1e-3))
+    before = [v.numpy().copy() for v in net.trainable_variables]
+    history = net.fit(x, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert all(not np.array_equal(a, v.numpy()) for a, v in zip(before, net.trainable_variables))
+    ll = net.log_likelihood(x[:2], 6, seed=3, chunk_size=4).numpy()
+    assert ll.shape == (2,) and np.all(np.isfinite(ll))
+    samples = net.sample(3, as_seed(2)).numpy()
+    assert samples.shape == (3, 90) and np.all((samples >= 0) & (samples <= 1))
 
 
 @pytest.mark.parametrize("model", ["vae", "hvae"])

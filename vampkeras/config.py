@@ -19,6 +19,7 @@ PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
 PSEUDO_INITS = ("random", "data")
 OPTIMIZERS = ("adam-normgrad", "adam")
 STRATEGIES = ("default", "mirrored", "multiworker")
+LIKELIHOODS = ("bernoulli", "discretized_logistic")     # vampkeras.likelihoods.LIKELIHOODS, without TensorFlow
 
 # Upper bounds of the SavedModel's counts (checked by its functions, and fit for CLI ranges before TensorFlow
 # loads). Importance samples per image: far beyond any useful estimate (the paper uses 5000), and far from
@@ -33,9 +34,9 @@ SEED_LIMIT = 2 ** 31
 
 # Fields that change what the model is; a resumed run must agree on all of them.
 MODEL_FIELDS = (
-    "dataset", "model", "prior", "num_components", "pseudo_init", "weighted", "pseudo_init_mean", "pseudo_init_std",
-    "latent_dim", "hidden_units", "max_examples", "seed", "batch_size", "optimizer", "lr", "warmup",
-    "mixed_precision",
+    "dataset", "likelihood", "binarization", "split", "model", "prior", "num_components", "pseudo_init", "weighted",
+    "pseudo_init_mean", "pseudo_init_std", "latent_dim", "hidden_units", "networks", "max_examples", "seed",
+    "batch_size", "optimizer", "lr", "warmup", "mixed_precision",
 )
 
 
@@ -52,11 +53,19 @@ def _is_instance(value: Any, kind: type) -> bool:
 class RunConfig:
     """Everything that defines one training run (paper §5.1 defaults).
 
-    `None` for `num_components`, `pseudo_init_mean` and `pseudo_init_std` means "the dataset's default",
-    filled in by :meth:`resolve` once the dataset is known.
+    `None` for `num_components`, `pseudo_init_mean`, `pseudo_init_std`, `likelihood` and `binarization` means
+    "the dataset's default" (for your own data: what the data are, see :mod:`vampkeras.data.user_data`),
+    filled in by :meth:`resolve` once the dataset is known. `dataset` is a named dataset, a folder or
+    ``.npy``/``.npz`` file (its resolved path) or ``tfds:NAME[/CONFIG]``; `data` records what was loaded
+    (source, image shape, modelling, each split's size and content hash), so that a resumed run, `evaluate`
+    and `report` refuse data that changed.
     """
 
     dataset: str = "mnist5k"
+    likelihood: str | None = None    # "bernoulli" | "discretized_logistic"
+    binarization: str | None = None  # "dynamic" | "static" | "none"
+    split: list | None = None        # train/validation/test fractions for data without their own splits
+    data: dict | None = None
     model: str = "vae"
     prior: str = "vampprior"
     num_components: int | None = None
@@ -66,6 +75,7 @@ class RunConfig:
     pseudo_init_std: float | None = None
     latent_dim: int = 40
     hidden_units: int = 300
+    networks: str | None = None      # your own encoder/decoder: the qualified name of their factory (training.train)
     epochs: int = 2000
     warmup: int = 100
     patience: int = 50
@@ -95,8 +105,20 @@ class RunConfig:
                 raise ConfigError(message)
 
         from vampkeras.data.registry import DATASETS     # (the registry loads without TensorFlow)
+        from vampkeras.data.user_data import BINARIZATIONS, is_user_source
 
-        need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
+        need(self.dataset in DATASETS or is_user_source(self.dataset),
+             f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)} (or give a folder of images, "
+             "a .npy/.npz file or tfds:NAME)")
+        need(self.likelihood is None or self.likelihood in LIKELIHOODS,
+             f"unknown --likelihood {self.likelihood!r}; choose one of: {', '.join(LIKELIHOODS)}")
+        need(self.binarization is None or self.binarization in BINARIZATIONS,
+             f"unknown --binarize {self.binarization!r}; choose one of: {', '.join(BINARIZATIONS)}")
+        need(self.split is None or (len(self.split) == 3 and all(_is_instance(f, float) and math.isfinite(f)
+                                                                 and f >= 0 for f in self.split)
+                                    and all(f > 0 for f in self.split[:2]) and self.split[2] >= 0
+                                    and sum(self.split) > 0),
+             f"--split takes three fractions train,validation,test (train and validation above 0), not {self.split}")
         need(self.model in MODELS, f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
         need(self.prior in PRIORS, f"unknown prior {self.prior!r}; choose one of: {', '.join(PRIORS)}")
         need(self.pseudo_init in PSEUDO_INITS,
@@ -131,7 +153,12 @@ class RunConfig:
         return self
 
     def resolve(self, spec) -> "RunConfig":
-        """Fill the dataset-dependent defaults from a :class:`vampkeras.data.DatasetSpec`."""
+        """Fill the dataset-dependent defaults from a :class:`vampkeras.data.DatasetSpec`: K, the pseudo-input
+        initialisation, the likelihood and the binarization."""
+        if self.likelihood is None:
+            self.likelihood = spec.likelihood
+        if self.binarization is None:
+            self.binarization = spec.binarization
         if self.num_components is None:
             self.num_components = spec.num_components
         if self.pseudo_init_mean is None:
@@ -141,8 +168,20 @@ class RunConfig:
         return self
 
     @property
+    def dataset_label(self) -> str:
+        """The dataset's name in run and export folder names: a named dataset's name, a folder's or file's name,
+        or tfds-NAME[-CONFIG]."""
+        from vampkeras.data.registry import DATASETS
+        from vampkeras.data.user_data import DataSource, TFDS_PREFIX
+        if self.dataset in DATASETS:
+            return self.dataset
+        if self.dataset.startswith(TFDS_PREFIX):
+            return DataSource("tfds", self.dataset[len(TFDS_PREFIX):]).label
+        return DataSource("path", self.dataset).label
+
+    @property
     def run_name(self) -> str:
-        return Path(self.run_dir).name if self.run_dir else f"{self.dataset}-{self.model}-{self.prior}"
+        return Path(self.run_dir).name if self.run_dir else f"{self.dataset_label}-{self.model}-{self.prior}"
 
     def with_default_paths(self) -> "RunConfig":
         """Defaults of a new run: `run_dir` (runs/<dataset>-<model>-<prior>-<timestamp>), `export_dir`
@@ -152,7 +191,7 @@ class RunConfig:
             self.run_id = uuid.uuid4().hex
         if self.run_dir is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            self.run_dir = os.path.join("runs", f"{self.dataset}-{self.model}-{self.prior}-{stamp}")
+            self.run_dir = os.path.join("runs", f"{self.dataset_label}-{self.model}-{self.prior}-{stamp}")
         if self.export_dir is None:
             self.export_dir = os.path.join("saved_models", Path(self.run_dir).name)
         return self

@@ -100,16 +100,16 @@ class RunKeeper(keras.callbacks.Callback):
                     tf.summary.scalar(name, value)
             every = self.config.image_every
             if self.test_images is not None and every and ((epoch + 1) % every == 0 or epoch + 1 == 1):
-                for name, grid in model_figures(self.trained_model, self.test_images).items():
-                    tf.summary.image(name, grid[None, :, :, None], max_outputs=1)
+                for name, images in model_figures(self.trained_model, self.test_images).items():
+                    tf.summary.image(name, images, max_outputs=1)
         self.writer.flush()
 
 
 def model_figures(model: TrainedModel, test_images) -> dict:
-    """uint8 image grids of a trained model (see :func:`vampkeras.figures.model_images`), as many images as
-    :func:`vampkeras.figures.figure_sizes` gives for its run."""
+    """The TensorBoard images of a trained model (see :func:`vampkeras.figures.tensorboard_images`), as many
+    images as :func:`vampkeras.figures.figure_sizes` gives for its run."""
     from vampkeras import figures
 
     sizes = figures.figure_sizes(model.config)
-    return figures.model_images(model, test_images[:sizes["num_test_images"]], num_samples=sizes["num_samples"],
-                                component_samples=sizes["component_samples"])
+    return figures.tensorboard_images(model, test_images[:sizes["num_test_images"]], num=sizes["num_samples"],
+                                      component_samples=sizes["component_samples"])

@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from vampkeras import shapes
 from vampkeras.data.registry import binarize, check_values
 from vampkeras.errors import DataError, VampkerasError
 from vampkeras.run_folder import RunFolder
@@ -23,17 +24,22 @@ logger = logging.getLogger(__name__)
 
 
 def check_images(images: np.ndarray, image_shape) -> np.ndarray:
-    """Images as (N, H, W) float32, accepting (N, H·W); wrong shapes and values outside [0, 1] are refused."""
+    """Images as (N, *image_shape) float32 (image_shape (H, W) or (H, W, C)), accepting every per-image shape
+    of :func:`vampkeras.shapes.batch_shapes` ((H, W, 1) for one channel, the flattened (D,)); other shapes
+    and values outside [0, 1] are refused."""
     images = np.asarray(images)
-    height, width = image_shape
-    if images.ndim == 2 and images.shape[1] == height * width:
-        images = images.reshape(-1, height, width)
-    if images.ndim != 3 or images.shape[1:] != (height, width):
-        raise DataError(f"the model takes images of shape (N, {height}, {width}) or (N, {height * width}); "
-                        f"got an array of shape {images.shape}")
-    images = images.astype(np.float32)
+    image_shape = shapes.canonical(image_shape)
+    if images.ndim < 1 or images.shape[1:] not in shapes.batch_shapes(image_shape):
+        accepted = " or ".join(f"(N, {', '.join(map(str, shape))})" for shape in shapes.batch_shapes(image_shape))
+        raise DataError(f"the model takes images of shape {accepted}; got an array of shape {images.shape}")
+    images = images.reshape(-1, *image_shape).astype(np.float32)
     check_values([images], "the images")
     return images
+
+
+def bits_per_dim(log_likelihood: float, image_shape) -> float:
+    """Bits per dimension of a mean log-likelihood in nats: −log p(x) / (H·W·C · ln 2)."""
+    return float(-log_likelihood / (shapes.num_values(image_shape) * np.log(2.0)))
 
 
 def active_units(latent_means: np.ndarray, threshold: float = 0.01) -> int:
@@ -74,22 +80,27 @@ def evaluate(model, dataset: str | None = None, split: str = "test", num_samples
 
     Returns the summary ``{"dataset", "split", "num_examples", "num_samples", "precision", "log_likelihood",
     "elbo", "reconstruction", "kl", "active_units", "seconds"}`` (means over examples, in nats; active units per
-    latent layer, ``{"z1": n[, "z2": n]}``) and the per-example arrays.
+    latent layer, ``{"z1": n[, "z2": n]}``; for non-binary data also ``"bits_per_dim"``, see
+    :func:`bits_per_dim`) and the per-example arrays.
 
     The histogram of per-example log-likelihoods (paper Figure 7) and the active-units figure are written
     to ``figures_dir``; for a run folder (default: the run's figures folder) the summary is also saved as the
     run's evaluation record. A read-only run folder is scored all the same, and only ``figures_dir`` written.
     A result that is not a finite number raises :class:`VampkerasError` before anything is written.
     """
-    from vampkeras.data import load_dataset
+    from vampkeras.data.registry import load_dataset, load_for_run
     from vampkeras.models import MIXED_PRECISION_POLICY
 
     if split not in ("train", "validation", "test"):
         raise VampkerasError(f"unknown split {split!r}; choose train, validation or test")
     if not isinstance(model, TrainedModel):
         model = TrainedModel.load(model, mixed_precision)
-    if data is None:
-        data = load_dataset(dataset or model.config.dataset, data_dir, max_examples)
+    config = model.config
+    if data is None and dataset in (None, config.dataset):
+        data = load_for_run(config, data_dir, max_examples, what="evaluate")
+    elif data is None:          # other data, modelled as the model's were
+        data = load_dataset(dataset, data_dir, max_examples, likelihood=config.likelihood,
+                            binarization=config.binarization)
     name = data.spec.name
     images = data.split(split)
     if data.spec.binarization == "dynamic" and split == "train":
@@ -102,6 +113,9 @@ def evaluate(model, dataset: str | None = None, split: str = "test", num_samples
                "active_units": {key.split("/", 1)[1]: active_units(v) for key, v in values.items()
                                 if key.startswith("latent_means/")},
                "seconds": time.perf_counter() - started}
+    if data.spec.likelihood != "bernoulli":
+        # the field's unit for discrete-valued images: -log p(x) / (D·ln 2), p over the 256 bins per value
+        summary["bits_per_dim"] = bits_per_dim(summary["log_likelihood"], model.image_shape)
     logger.info("evaluated %s on %s/%s: %s", model, name, split, summary)
     _record(model, summary, values, figures_dir)
     return summary, values

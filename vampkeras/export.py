@@ -137,17 +137,19 @@ class ExportModule(tf.Module):
 
     # -- input checks: cheap reductions, next to the work they guard ------------------------------
     def _checked_images(self, x, scored: bool):
-        """x (N, H, W) after asserting its shape, finite values in [0, 1] and, when ``scored`` under a
+        """x (N, H, W[, C]) after asserting its shape, finite values in [0, 1] and, when ``scored`` under a
         Bernoulli likelihood, values in {0, 1}; each failure names ``x``."""
-        height, width = self.image_shape
+        image_shape = list(self.image_shape)
         x = tf.convert_to_tensor(x)
-        shape_message = f"x must be a batch of images of shape (N, {height}, {width})"
-        if x.shape.rank is not None and (x.shape.rank != 3 or not x.shape[1:].is_compatible_with([height, width])):
+        shape_message = f"x must be a batch of images of shape (N, {', '.join(map(str, image_shape))})"
+        if x.shape.rank is not None and (x.shape.rank != 1 + len(image_shape)
+                                         or not x.shape[1:].is_compatible_with(image_shape)):
             # known while tracing: fail here, before the reshapes below fail with a message about reshapes
             raise tf.errors.InvalidArgumentError(None, None, f"{shape_message}; got shape {x.shape}")
         shape = tf.shape(x)
-        padded = tf.concat([shape, tf.zeros([2], tf.int32)], axis=0)        # a slice that exists at any rank
-        right_shape = tf.equal(tf.size(shape), 3) & tf.reduce_all(tf.equal(padded[1:3], [height, width]))
+        padded = tf.concat([shape, tf.zeros([len(image_shape)], tf.int32)], axis=0)    # a slice at any rank
+        right_shape = (tf.equal(tf.size(shape), 1 + len(image_shape))
+                       & tf.reduce_all(tf.equal(padded[1:1 + len(image_shape)], image_shape)))
         checks = [tf.debugging.Assert(right_shape, [shape_message + "; got shape", shape])]
         with tf.control_dependencies(checks):
             x = tf.debugging.check_numerics(x, "x must be finite (it holds NaN or Inf)")
@@ -213,14 +215,14 @@ class ExportModule(tf.Module):
         return self.log_prob_given_prior(x, num_samples, self.model.prior_parameters())
 
     def log_prob_given_prior(self, x, num_samples, parameters):
-        """IS log-likelihood of images x (N, H, W) → {"log_likelihood": (N,)}, with the prior's parameters
+        """IS log-likelihood of images x (N, H, W[, C]) → {"log_likelihood": (N,)}, with the prior's parameters
         (``model.prior_parameters()``) computed by the caller, once for any number of calls."""
         x = self._checked_images(x, scored=True)
         num_samples = self._checked_count(num_samples, MAX_IMPORTANCE_SAMPLES)
         return {"log_likelihood": self._log_likelihood(x, num_samples, parameters)}
 
     def _log_likelihood(self, x, num_samples, parameters):
-        """(N,) IS estimates for checked images x (N, H, W), EXAMPLES_PER_BATCH images at a time."""
+        """(N,) IS estimates for checked images x (N, H, W[, C]), EXAMPLES_PER_BATCH images at a time."""
         flat = self._flat(x)
         count = tf.shape(flat)[0]
         num_batches = (count + EXAMPLES_PER_BATCH - 1) // EXAMPLES_PER_BATCH

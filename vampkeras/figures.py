@@ -1,10 +1,11 @@
 """Figures of what a model learned (the paper's Figures 4–7): image grids, histograms, curves.
 
-Conventions: image figures (grids of model images) are uint8 arrays (H_grid, W_grid), ready for
-:func:`png_bytes` or, as (1, H_grid, W_grid, 1), for ``tf.summary.image``; plots (histogram, curves,
-active units) are PNG bytes (matplotlib, Agg backend). :func:`save_png` writes either. Images come in as
-(N, H, W) floats in [0, 1]: Bernoulli means for binary data, grey values for grey data; non-square images
-(Frey Faces, 28x20) keep their shape. Nothing here prints.
+Conventions: image figures (grids of model images) are uint8 arrays (H_grid, W_grid) for grey images and
+(H_grid, W_grid, 3) for colour ones, ready for :func:`png_bytes` or, as (1, H_grid, W_grid, C), for
+``tf.summary.image``; plots (histogram, curves, active units) are PNG bytes (matplotlib, Agg backend).
+:func:`save_png` writes either. Images come in as (N, H, W) or (N, H, W, 3) floats in [0, 1]: Bernoulli means
+for binary data, grey or colour values otherwise; non-square images (Frey Faces, 28x20) keep their shape.
+Nothing here prints.
 """
 
 from __future__ import annotations
@@ -22,25 +23,25 @@ PADDING_VALUE = 0.5
 
 
 def image_grid(images, rows: int | None = None, columns: int | None = None, padding: int = 1) -> np.ndarray:
-    """(N, H, W) in [0, 1] → one uint8 (rows·(H+p)+p, columns·(W+p)+p) grid, p = ``padding``.
+    """(N, H, W[, C]) in [0, 1] → one uint8 (rows·(H+p)+p, columns·(W+p)+p[, C]) grid, p = ``padding``.
 
     Cells are filled row by row and separated by ``padding`` pixels of :data:`PADDING_VALUE` grey; cells
     beyond N are left that grey too. ``columns`` defaults to ⌈N / rows⌉ when ``rows`` is given, else ⌈√N⌉;
     ``rows`` defaults to ⌈N / columns⌉. Values outside [0, 1] are clipped."""
     images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
-    if images.ndim != 3 or len(images) == 0:
-        raise ValueError(f"image_grid needs a non-empty (N, H, W) array, got shape {images.shape}")
+    if images.ndim not in (3, 4) or len(images) == 0:
+        raise ValueError(f"image_grid needs a non-empty (N, H, W) or (N, H, W, C) array, got shape {images.shape}")
     if padding < 0 or (rows is not None and rows < 1) or (columns is not None and columns < 1):
         raise ValueError(f"image_grid needs rows, columns >= 1 and padding >= 0; got {rows}, {columns}, {padding}")
-    count, height, width = images.shape
+    count, height, width = images.shape[:3]
     if columns is None:
         columns = math.ceil(count / rows) if rows is not None else math.ceil(math.sqrt(count))
     if rows is None:
         rows = math.ceil(count / columns)
     if rows * columns < count:
         raise ValueError(f"a grid of {rows}x{columns} cells cannot hold {count} images")
-    grid = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding), PADDING_VALUE,
-                   dtype=np.float32)
+    grid = np.full((rows * (height + padding) + padding, columns * (width + padding) + padding, *images.shape[3:]),
+                   PADDING_VALUE, dtype=np.float32)
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
         top, left = padding + row * (height + padding), padding + column * (width + padding)
@@ -65,20 +66,20 @@ def save_png(path, grid_or_png) -> Path:
 
 
 def generations_figure(images, columns: int | None = None) -> np.ndarray:
-    """Samples from the prior, (N, H, W) in [0, 1], as a uint8 grid of ``columns`` cells per row (default
+    """Samples from the prior, (N, H, W[, C]) in [0, 1], as a uint8 grid of ``columns`` cells per row (default
     ⌈√N⌉: 64 samples give the usual 8x8 grid)."""
     return image_grid(images, columns=columns)
 
 
 def pseudo_inputs_figure(pseudo_inputs, max_images: int = 100, columns: int = 10) -> np.ndarray:
     """The first ``max_images`` VampPrior pseudo-inputs u_k = clip(W_k, 0, 1), (K, H, W), as a uint8 grid of
-    ``columns`` cells per row (paper Figure 4, bottom)."""
+    ``columns`` cells per row (paper Figure 4, bottom); (K, H, W, C) for colour."""
     pseudo_inputs = np.asarray(pseudo_inputs)[:max_images]
     return image_grid(pseudo_inputs, columns=min(columns, len(pseudo_inputs)))
 
 
 def reconstructions_figure(originals, reconstructions, columns: int = 8) -> np.ndarray:
-    """Test images and their reconstructions, both (N, H, W) in [0, 1], as a uint8 grid: a row of
+    """Test images and their reconstructions, both (N, H, W[, C]) in [0, 1], as a uint8 grid: a row of
     ``columns`` originals, below it the row of their reconstructions, and so on (originals on odd rows,
     1-based). An incomplete last group of originals is left out when N > ``columns``."""
     originals, reconstructions = np.asarray(originals), np.asarray(reconstructions)
@@ -91,8 +92,8 @@ def reconstructions_figure(originals, reconstructions, columns: int = 8) -> np.n
 
 
 def component_generations_figure(pseudo_input, samples) -> np.ndarray:
-    """Paper Figure 4, top row: the pseudo-input (H, W) first, then samples (n, H, W) from its component
-    q(z|u_k), all in one row: a uint8 (H+2p, (n+1)·(W+p)+p) grid."""
+    """Paper Figure 4, top row: the pseudo-input (H, W[, C]) first, then samples (n, H, W[, C]) from its
+    component q(z|u_k), all in one row: a uint8 (H+2p, (n+1)·(W+p)+p[, C]) grid."""
     images = np.concatenate([np.asarray(pseudo_input)[None], np.asarray(samples)])
     return image_grid(images, columns=len(images))
 
@@ -177,7 +178,7 @@ def active_units_figure(latent_means: dict[str, np.ndarray], threshold: float = 
 def model_images(model, test_images, num_samples: int = 64, seed: int = 0, component: int = 0,
                  component_samples: int = 11) -> dict[str, np.ndarray]:
     """uint8 grids (H_grid, W_grid) of what ``model`` (a :class:`~vampkeras.trained_model.TrainedModel`) draws:
-    "generations" (``num_samples`` prior samples), "reconstructions" (``test_images`` (n, H, W) in [0, 1]
+    "generations" (``num_samples`` prior samples), "reconstructions" (``test_images`` (n, H, W[, C]) in [0, 1]
     above their reconstructions) and, where the prior has them, "pseudo_inputs" (VampPriors) and
     "component_generations" (mixture priors: ``component``'s pseudo-input, if any, then
     ``component_samples`` draws from that component)."""
@@ -216,12 +217,13 @@ def figure_sizes(config) -> dict:
             "num_test_images": 8 if few else 16}
 
 
-def tensorboard_images(model, test_images, num: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
-    """:func:`model_images` of ``model`` (a TrainedModel) as uint8 (1, H_grid, W_grid, 1) arrays for
+def tensorboard_images(model, test_images, num: int = 64, seed: int = 0,
+                       component_samples: int = 11) -> dict[str, np.ndarray]:
+    """:func:`model_images` of ``model`` (a TrainedModel) as uint8 (1, H_grid, W_grid, C) arrays for
     ``tf.summary.image``, by tag: "generations" (``num`` samples), "reconstructions" and, where present,
-    "pseudo_inputs" and "component_generations". ``test_images`` (n, H, W) in [0, 1]."""
-    grids = model_images(model, test_images, num_samples=num, seed=seed)
-    return {name: grid[None, :, :, None] for name, grid in grids.items()}
+    "pseudo_inputs" and "component_generations". ``test_images`` (n, H, W[, C]) in [0, 1]."""
+    grids = model_images(model, test_images, num_samples=num, seed=seed, component_samples=component_samples)
+    return {name: (grid if grid.ndim == 3 else grid[..., None])[None] for name, grid in grids.items()}
 
 
 def write_run_figures(run, model, test_images=None, seed: int = 0, data_dir=None) -> dict[str, Path]:
@@ -231,7 +233,7 @@ def write_run_figures(run, model, test_images=None, seed: int = 0, data_dir=None
     training_curves.png (if the run's history has rows).
 
     ``model``: a :class:`~vampkeras.trained_model.TrainedModel`; its config sets how many images are drawn
-    (:func:`figure_sizes`). ``test_images`` (n, H, W) in [0, 1] to reconstruct; default the first test
+    (:func:`figure_sizes`). ``test_images`` (n, H, W[, C]) in [0, 1] to reconstruct; default the first test
     images of the model's dataset (read from ``data_dir``, default the config's)."""
     from vampkeras.run_folder import RunFolder
 
@@ -239,9 +241,9 @@ def write_run_figures(run, model, test_images=None, seed: int = 0, data_dir=None
     config = model.config
     sizes = figure_sizes(config)
     if test_images is None:
-        from vampkeras.data import load_dataset
-        data = load_dataset(config.dataset, data_dir or config.data_dir, max_examples=sizes["num_test_images"])
-        test_images = data.test.reshape(-1, *data.spec.image_shape)
+        from vampkeras.data.registry import load_for_run
+        data = load_for_run(config, data_dir, max_examples=sizes["num_test_images"], what="the figures")
+        test_images = data.test.reshape(-1, *model.image_shape)
     test_images = np.asarray(test_images, dtype=np.float32)[:sizes["num_test_images"]]
     folder = run.figures_dir
     paths = write_model_figures(folder, model, test_images, num_samples=sizes["num_samples"], seed=seed,

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from vampkeras import figures
+from vampkeras import figures, shapes
 from vampkeras.checkpoints import atomic_write_bytes, atomic_write_text, check_writable_file
 from vampkeras.errors import DataError, VampkerasError
 
@@ -62,16 +62,19 @@ _NOT_NUMBERS = {"c": "complex numbers", "O": "Python objects", "U": "text", "S":
 
 
 def read_images(input_path, image_shape) -> tuple[np.ndarray, list[str]]:
-    """Images (N, H, W) float32 and their names from ``input_path``, for a model of ``image_shape`` (H, W):
+    """Images (N, *image_shape) float32 and their names from ``input_path``, for a model of ``image_shape``
+    (H, W) or (H, W, C):
 
-    * a ``.npy`` file of real numbers (bool, integers or floats) of shape (N, H, W), (N, H, W, 1) or (N, H·W);
+    * a ``.npy`` file of real numbers (bool, integers or floats) of shape (N, H, W[, C]), for grey images also
+      (N, H, W, 1), or (N, H·W·C);
     * a ``.npz`` file holding one such array, or several of which exactly one is named ``images`` or ``x``;
-    * a PNG file, or a folder of PNGs (sorted by file name): grey, opaque, H×W, values / 255 (/ 65535 for
-      16-bit PNGs).
+    * a PNG file, or a folder of PNGs (sorted by file name): opaque, H×W, grey for a grey model and colour
+      (RGB) for a colour one, values / 255 (/ 65535 for 16-bit PNGs).
 
     Names are the PNGs' file names, else the indices. Anything else is a :class:`DataError` naming the file:
     no images at all, another shape (checked from the .npy header or the PNG header, before the data are
-    read), complex or object values (never unpickled), colour or transparent PNGs, damaged files. The values
+    read), complex or object values (never unpickled), colour PNGs for a grey model, transparent PNGs, damaged
+    files. The values
     themselves (finite, in [0, 1]) are left to :func:`vampkeras.evaluation.check_images`."""
     input_path = Path(input_path)
     if input_path.is_dir():
@@ -97,7 +100,7 @@ def read_images(input_path, image_shape) -> tuple[np.ndarray, list[str]]:
 
 
 def _read_npz(path: Path, image_shape) -> np.ndarray:
-    """The images of a .npz file (see :func:`read_images`), (N, H, W) float32."""
+    """The images of a .npz file (see :func:`read_images`), (N, *image_shape) float32."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = {name[:-len(".npy")]: name for name in archive.namelist() if name.endswith(".npy")}
@@ -116,10 +119,9 @@ def _read_npz(path: Path, image_shape) -> np.ndarray:
 
 
 def _read_npy(stream, size: int, where: str, image_shape) -> np.ndarray:
-    """The images of the .npy array in ``stream`` (``size`` bytes in all), (N, H, W) float32. Its header
+    """The images of the .npy array in ``stream`` (``size`` bytes in all), (N, *image_shape) float32. Its header
     (shape and dtype) is checked before its data are read: nothing is unpickled, and a wrong shape or a
     truncated file is refused without reading the data."""
-    height, width = image_shape
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
@@ -141,35 +143,37 @@ def _read_npy(stream, size: int, where: str, image_shape) -> np.ndarray:
         images = np.lib.format.read_array(stream, allow_pickle=False)
     except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
         raise DataError(f"cannot read {where} as a .npy array ({error})") from None
-    return images.reshape(count, height, width).astype(np.float32)
+    return images.reshape(count, *shapes.canonical(image_shape)).astype(np.float32)
 
 
 def _images_in(shape: tuple, where: str, image_shape) -> int:
-    """N, the number of images in an array of ``shape`` (N, H, W), (N, H, W, 1) or (N, H·W); other shapes and
-    N = 0 are a DataError."""
-    height, width = image_shape
+    """N, the number of images in an array of ``shape`` (N, *s) for s one of the model's
+    :func:`vampkeras.shapes.batch_shapes`; other shapes and N = 0 are a DataError."""
+    accepted = shapes.batch_shapes(image_shape)
     shape = tuple(shape)
-    if shape[1:] in ((height, width), (height, width, 1), (height * width,)):
+    if shape[1:] in accepted:
         if shape[0] == 0:
             raise DataError(f"no images in {where}: it holds an empty array of shape {shape}")
         return shape[0]
     if not shape:
         found = "a single number (a 0-d array)"
-    elif shape in ((height, width), (height * width,)):
-        found = f"an array of shape {shape}, one image without its batch axis (save it as shape (1, {height}, {width}))"
+    elif shape in accepted:
+        found = (f"an array of shape {shape}, one image without its batch axis (save it as shape "
+                 f"(1, {', '.join(map(str, accepted[0]))}))")
     else:
         found = f"an array of shape {shape}"
-    raise DataError(f"{where} holds {found}; the model takes images of shape (N, {height}, {width}) or "
-                    f"(N, {height * width}) (also (N, {height}, {width}, 1))")
+    raise DataError(f"{where} holds {found}; the model takes images of shape "
+                    + " or ".join(f"(N, {', '.join(map(str, s))})" for s in accepted))
 
 
 def _read_png(file: Path, image_shape) -> np.ndarray:
-    """A PNG of the model's H×W as (H, W) float32 in [0, 1]: grey values / 255 (/ 65535 if 16-bit). Its size
-    comes from its header and is checked before any pixel is decoded, so that a huge image (a decompression
-    bomb, tiny on disk) costs nothing. Colour images, transparent pixels and damaged files are refused."""
+    """A PNG of the model's H×W as (H, W) float32 in [0, 1] for a grey model (grey values / 255, / 65535 if
+    16-bit), (H, W, 3) for a colour one. Its size comes from its header and is checked before any pixel is
+    decoded, so that a huge image (a decompression bomb, tiny on disk) costs nothing. Colour images for a grey
+    model, transparent pixels and damaged files are refused."""
     from PIL import Image
 
-    height, width = image_shape
+    height, width = shapes.height_width(image_shape)
     try:
         with warnings.catch_warnings():
             # PIL warns of images over its pixel limit at open(); the size check below refuses them unread
@@ -179,7 +183,7 @@ def _read_png(file: Path, image_shape) -> np.ndarray:
             if image.size != (width, height):
                 raise DataError(f"{file} is {image.height} pixels high and {image.width} wide; the model takes "
                                 f"images {height} high and {width} wide")
-            return _grey_values(image, file)
+            return _pixel_values(image, file, shapes.channels(image_shape))
     except Image.DecompressionBombError as error:
         raise DataError(f"{file} is far larger than the model's {height}×{width} images and was not decoded "
                         f"({error})") from None
@@ -188,20 +192,26 @@ def _read_png(file: Path, image_shape) -> np.ndarray:
         raise DataError(f"cannot read {file} as a PNG image ({error})") from None
 
 
-def _grey_values(image, file: Path) -> np.ndarray:
-    """An opened PNG's pixels as (H, W) float32 in [0, 1]; colour or any transparency is a DataError (dropping
-    them would score another image than the one the user sees)."""
+def _pixel_values(image, file: Path, channels: int) -> np.ndarray:
+    """An opened PNG's pixels as (H, W) float32 in [0, 1] (``channels`` 1) or (H, W, 3) (``channels`` 3); colour
+    for a grey model, or any transparency, is a DataError (dropping them would score another image than the
+    one the user sees). A grey PNG for a colour model is read as the colour image it shows (R = G = B)."""
+    if channels not in (1, 3):
+        raise DataError(f"PNG images hold 1 (grey) or 3 (RGB) channels; the model takes {channels}")
     if image.mode.startswith("I"):                  # 16-bit grey ("I;16"; "I" in older Pillows)
         values = np.asarray(image, dtype=np.float64)
         key = image.info.get("transparency")        # a tRNS chunk: this grey value is transparent
         if key is not None and np.any(values == key):
-            raise DataError(f"{file} has transparent pixels; the model takes opaque grey images")
-        return (values / 65535.0).astype(np.float32)
+            raise DataError(f"{file} has transparent pixels; the model takes opaque images")
+        grey = (values / 65535.0).astype(np.float32)
+        return grey if channels == 1 else np.repeat(grey[..., None], 3, axis=-1)
     # every other PNG mode (1, L, LA, P, PA, RGB, RGBA), with a tRNS chunk turned into alpha
     pixels = np.asarray(image.convert("RGBA"))
     if np.any(pixels[..., 3] != 255):
-        raise DataError(f"{file} has transparent pixels (alpha below 255); the model takes opaque grey images "
+        raise DataError(f"{file} has transparent pixels (alpha below 255); the model takes opaque images "
                         "(flatten the image onto a background first)")
+    if channels == 3:
+        return np.asarray(pixels[..., :3], dtype=np.float32) / 255.0
     red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     if np.any(red != green) or np.any(green != blue):
         raise DataError(f"{file} is a colour image; the model takes grey images (convert it to grey first, e.g. "
@@ -225,8 +235,9 @@ def score_file(path, input_path, num_samples: int = 1000, batch_size: int = 100,
     model = TrainedModel.load(path)
     images, names = read_images(input_path, model.image_shape)
     images = check_images(images, model.image_shape)
-    spec = DATASETS.get(model.config.dataset)
-    if (spec is None or spec.likelihood == "bernoulli") and not np.isin(images, (0.0, 1.0)).all():
+    # (configs of older vampkeras versions name no likelihood: their named dataset's)
+    likelihood = model.config.likelihood or getattr(DATASETS.get(model.config.dataset), "likelihood", "bernoulli")
+    if likelihood == "bernoulli" and not np.isin(images, (0.0, 1.0)).all():
         raise DataError("the model has a Bernoulli likelihood and scores binary images only; "
                         f"{input_path} holds values other than 0 and 1 (binarize them first)")
     values = score(model, images, num_samples, batch_size, progress)

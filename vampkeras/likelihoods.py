@@ -1,7 +1,8 @@
 """Observation models p(x | z): build a ``tfd.Distribution`` over flattened images from decoder outputs.
 
-Each likelihood says how many decoder outputs it needs per pixel (``outputs_per_pixel``) and turns the
-decoder's (..., D·outputs_per_pixel) outputs into a distribution with event shape (D,).
+Each likelihood says how many decoder outputs it needs per image value (``outputs_per_value``: per pixel of a
+grey image, per channel of a pixel of a colour one) and turns the decoder's (..., D·outputs_per_value) outputs
+into a distribution with event shape (D,), D = H·W·C (values independent given the decoder's outputs).
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from vampkeras.config import LIKELIHOODS        # the names, owned by the config (which loads without TensorFlow)
+
 tfd = tfp.distributions
 
-LIKELIHOODS = ("bernoulli", "discretized_logistic")
 NUM_BINS = 256
 
 
@@ -148,13 +150,13 @@ def discretized_logistic(outputs) -> tfd.Distribution:
     return DiscretizedLogistic(loc, tf.clip_by_value(log_scale, -4.5, 0.0))
 
 
-def outputs_per_pixel(likelihood: str) -> int:
+def outputs_per_value(likelihood: str) -> int:
     return {"bernoulli": 1, "discretized_logistic": 2}[_known(likelihood)]
 
 
 def output_units(likelihood: str, num_pixels: int) -> int:
     """Number of decoder outputs per example the likelihood needs."""
-    return outputs_per_pixel(likelihood) * num_pixels
+    return outputs_per_value(likelihood) * num_pixels
 
 
 def build(likelihood: str, outputs) -> tfd.Distribution:

@@ -63,7 +63,7 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     ``max_examples`` test images, default all) with at least ``num_samples`` importance samples and the
     histogram figure is there; otherwise the run is evaluated with :func:`vampkeras.evaluation.evaluate`
     (which refreshes both)."""
-    from vampkeras.data import load_dataset
+    from vampkeras.data.registry import load_for_run
     from vampkeras.evaluation import evaluate
     from vampkeras.trained_model import TrainedModel
 
@@ -81,7 +81,7 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
     model = TrainedModel.load(run_dir)
     config = model.config
     data_dir = data_dir or config.data_dir
-    data = load_dataset(config.dataset, data_dir, max_examples=max_examples)
+    data = load_for_run(config, data_dir, max_examples=max_examples, what="report")
     histogram_path = run.figure_path(figures.HISTOGRAM)
     summary = _matching_evaluation(run, config.dataset, num_samples, len(data.test))
     histogram = None
@@ -103,6 +103,8 @@ def write_report(run_dir, out_path=None, num_samples: int = 1000, max_examples: 
                    for k, v in sorted(config.to_dict().items()))
     metrics = "".join(f"<tr><th>{html.escape(name)}</th><td>{_nats(summary.get(name))}</td></tr>"
                       for name in NATS_METRICS)
+    if summary.get("bits_per_dim") is not None:
+        metrics += f"<tr><th>bits per dimension</th><td>{float(summary['bits_per_dim']):.3f}</td></tr>"
     metrics += "".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(str(summary.get(name)))}</td></tr>"
                        for name in ("num_examples", "num_samples", "split"))
     metrics += "".join(f"<tr><th>active units {html.escape(str(layer))}</th>"

@@ -46,10 +46,10 @@ class TrainedModel:
     """A trained model's functions on NumPy images. Build one with :meth:`load` (a run folder or a SavedModel)
     or :meth:`from_keras` (a model in memory).
 
-    ``config`` is the run's :class:`RunConfig`; ``image_shape`` (H, W); ``source`` the folder it was loaded
+    ``config`` is the run's :class:`RunConfig`; ``image_shape`` (H, W) or (H, W, C); ``source`` the folder it was loaded
     from (None in memory)."""
 
-    def __init__(self, config: RunConfig, image_shape: tuple[int, int], functions, source: Path | None = None,
+    def __init__(self, config: RunConfig, image_shape: tuple[int, ...], functions, source: Path | None = None,
                  log_prob: Callable | None = None):
         self.config = config
         self.image_shape = tuple(int(d) for d in image_shape)
@@ -63,10 +63,11 @@ class TrainedModel:
 
     # -- construction -----------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path, mixed_precision: bool = False) -> "TrainedModel":
+    def load(cls, path, mixed_precision: bool = False, networks=None) -> "TrainedModel":
         """The model in a run folder or a SavedModel folder (or a TF Serving base path: its highest version).
         It computes in float32, or with ``mixed_precision`` (run folders only) its layers in float16 (faster
-        on GPUs; the densities and the log-sum-exp stay float32)."""
+        on GPUs; the densities and the log-sum-exp stay float32). A run trained with your own ``networks``
+        (see :func:`vampkeras.training.train`) needs them again; its SavedModel does not."""
         path = Path(path)
         if export.is_saved_model(path):
             if mixed_precision:
@@ -74,7 +75,7 @@ class TrainedModel:
                                      "--mixed-precision scores a run folder")
             return cls._from_saved_model(path)
         if RunFolder(path).holds_run():
-            return cls._from_run_folder(path, mixed_precision)
+            return cls._from_run_folder(path, mixed_precision, networks)
         raise VampkerasError(f"{path} is neither a run folder (no {CONFIG_FILE}) nor a SavedModel (no "
                              "saved_model.pb)")
 
@@ -93,13 +94,19 @@ class TrainedModel:
                    log_prob=lambda x, s: compiled_log_prob()(x, s, parameters))
 
     @classmethod
-    def _from_run_folder(cls, path: Path, mixed_precision: bool) -> "TrainedModel":
-        from vampkeras.data import DATASETS
-        from vampkeras.models import build_model_for_weights
+    def _from_run_folder(cls, path: Path, mixed_precision: bool, networks=None) -> "TrainedModel":
+        from vampkeras.data.registry import spec_for
+        from vampkeras.models import build_model_for_weights, networks_name
 
         run = RunFolder(path)
         config = run.read_config()
-        model = build_model_for_weights(config, DATASETS[config.dataset], mixed_precision)
+        if networks_name(networks) != config.networks:
+            raise VampkerasError(f"the run {path} was trained with your own networks ({config.networks}): score its "
+                                 "SavedModel, which holds them, or load the run in Python with "
+                                 "TrainedModel.load(path, networks=...)" if networks is None else
+                                 f"the run {path} was trained with the networks {config.networks or 'of vampkeras'}, "
+                                 f"not {networks_name(networks)}")
+        model = build_model_for_weights(config, spec_for(config), mixed_precision, networks=networks)
         if run.best_checkpoint_path.is_file():
             checkpoints.load(run.best_checkpoint_path, model)
         elif checkpoints.restore_latest(run.checkpoint_dir, model, None) is None:
@@ -172,13 +179,13 @@ class TrainedModel:
     # -- images -----------------------------------------------------------------------------------------
     @_checked_inputs
     def sample(self, num_samples: int, seed: int) -> np.ndarray:
-        """Images drawn from the model (Bernoulli means, or grey values), (num_samples, H, W)."""
+        """Images drawn from the model (Bernoulli means, or grey or colour values), (num_samples, H, W[, C])."""
         return self._functions.sample(tf.constant(num_samples, tf.int32), tf.constant(seed, tf.int32))["images"].numpy()
 
     @_checked_inputs
     def sample_component(self, component: int, num_samples: int, seed: int) -> np.ndarray:
         """Images drawn with the top latent from prior component ``component`` only (paper Figure 4),
-        (num_samples, H, W). Mixture priors only (:attr:`has_components`)."""
+        (num_samples, H, W[, C]). Mixture priors only (:attr:`has_components`)."""
         if not self.has_components:
             raise VampkerasError(f"the {self.config.prior} prior has no components to draw from")
         return self._functions.sample_component(tf.constant(component, tf.int32), tf.constant(num_samples, tf.int32),
@@ -186,32 +193,40 @@ class TrainedModel:
 
     @_checked_inputs
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        """The decoder's mean of each image's posterior mean, (N, H, W)."""
+        """The decoder's mean of each image's posterior mean, (N, H, W[, C])."""
         return self._functions.reconstruct(tf.constant(images))["images"].numpy()
 
     def pseudo_inputs(self) -> np.ndarray:
-        """The VampPrior's K pseudo-inputs u_k as images, (K, H, W). VampPriors only (:attr:`has_pseudo_inputs`)."""
+        """The VampPrior's K pseudo-inputs u_k as images, (K, H, W[, C]). VampPriors only (:attr:`has_pseudo_inputs`)."""
         if not self.has_pseudo_inputs:
             raise VampkerasError(f"the {self.config.prior} prior has no pseudo-inputs")
         return self._functions.pseudo_inputs()["images"].numpy()
 
 
 # The functions a TrainedModel calls on a loaded SavedModel, with their arguments as (dtype, rank) in order, as
-# :class:`export.ExportModule` traces them (x: (N, H, W) float32; counts, seeds and components: int32 scalars);
-# sample_component is optional (mixture priors only). Checked once at load, so that another tool's SavedModel
-# is refused there, not with a TypeError at its first call.
+# :class:`export.ExportModule` traces them (x: (N, H, W[, C]) float32, of the rank IMAGES of the images that
+# `sample` gives; counts, seeds and components: int32 scalars); sample_component is optional (mixture priors
+# only). Checked once at load, so that another tool's SavedModel is refused there, not with a TypeError at its
+# first call.
+IMAGES = "images"
 SAVED_FUNCTIONS = {
     "sample": ((tf.int32, 0), (tf.int32, 0)),
-    "log_prob": ((tf.float32, 3), (tf.int32, 0)),
-    "elbo": ((tf.float32, 3),),
-    "latent_means": ((tf.float32, 3),),
+    "log_prob": ((tf.float32, IMAGES), (tf.int32, 0)),
+    "elbo": ((tf.float32, IMAGES),),
+    "latent_means": ((tf.float32, IMAGES),),
 }
 OPTIONAL_SAVED_FUNCTIONS = {"sample_component": ((tf.int32, 0), (tf.int32, 0), (tf.int32, 0))}
 
 
 def _interface_problem(loaded) -> str | None:
     """Why ``loaded`` lacks the functions of a vampkeras SavedModel (a phrase for the message), or None."""
-    for name, expected in {**SAVED_FUNCTIONS, **OPTIONAL_SAVED_FUNCTIONS}.items():
+    outputs = getattr(getattr(loaded, "signatures", {}).get("sample"), "structured_outputs", None)
+    images = outputs.get("images") if isinstance(outputs, dict) else None
+    if (images is None or images.shape.rank not in (3, 4) or not images.shape[1:].is_fully_defined()
+            or (images.shape.rank == 4 and images.shape[-1] == 1)):
+        return "it has no sample signature giving (N, H, W) or (N, H, W, C) images"
+    for name, arguments in {**SAVED_FUNCTIONS, **OPTIONAL_SAVED_FUNCTIONS}.items():
+        expected = tuple((dtype, images.shape.rank if rank == IMAGES else rank) for dtype, rank in arguments)
         if name in OPTIONAL_SAVED_FUNCTIONS and not hasattr(loaded, name):
             continue
         specs = getattr(getattr(loaded, name, None), "input_signature", None)
@@ -220,8 +235,4 @@ def _interface_problem(loaded) -> str | None:
         found = tuple((spec.dtype, spec.shape.rank) if isinstance(spec, tf.TensorSpec) else None for spec in specs)
         if found != expected:
             return f"its {name} function takes other arguments"
-    outputs = getattr(loaded.signatures.get("sample"), "structured_outputs", None)
-    images = outputs.get("images") if isinstance(outputs, dict) else None
-    if images is None or images.shape.rank != 3 or not images.shape[1:].is_fully_defined():
-        return "it has no sample signature giving (N, H, W) images"
     return None

@@ -17,9 +17,10 @@ import tensorflow as tf
 from vampkeras import checkpoints, export, optimizers, tuning
 from vampkeras.config import RunConfig
 from vampkeras.data import load_dataset
+from vampkeras.data.registry import check_same_data
 from vampkeras.data.pipeline import evaluation_batches, training_batches
 from vampkeras.epoch_keeper import RunKeeper, fresh_state
-from vampkeras.errors import TrainingDiverged, VampkerasError
+from vampkeras.errors import ConfigError, TrainingDiverged, VampkerasError
 from vampkeras.models import build_model, build_model_for_weights, check_prior_data
 from vampkeras.replicas import (make_strategy, rank_one_step_outputs, read_tf_config, shard_by_data,
                                 train_as_cluster_task)
@@ -49,7 +50,7 @@ def steps_per_execution(steps_per_epoch: int, limit: int = 16) -> int:
     return max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
 
 
-def _export_best(model, config: RunConfig, run: RunFolder, spec, require_best: bool = False):
+def _export_best(model, config: RunConfig, run: RunFolder, spec, require_best: bool = False, networks=None):
     """Export the best weights seen so far; without them, the current weights unless ``require_best``
     (then nothing is exported and (None, None) returned). Returns the exported model (``model`` itself, or
     for a mixed-precision run a float32 copy of it: the SavedModel computes in float32) and the SavedModel's
@@ -60,7 +61,7 @@ def _export_best(model, config: RunConfig, run: RunFolder, spec, require_best: b
         return None, None
     exported = model
     if config.mixed_precision:
-        exported = build_model_for_weights(config, spec, mixed_precision=False)
+        exported = build_model_for_weights(config, spec, mixed_precision=False, networks=networks)
         exported.set_weights(model.get_weights())
         tuning.tune_evaluation(exported, config.jit)
     try:
@@ -83,8 +84,13 @@ def _write_final_figures(model: TrainedModel, run: RunFolder, test_images) -> No
 
 
 def train(config: RunConfig, resume: bool = False, given: dict | None = None, overwrite: bool = False,
-          verbose: int | str = "auto", restart: bool = False) -> TrainResult:
+          verbose: int | str = "auto", restart: bool = False, networks=None) -> TrainResult:
     """Train (or resume) a run end to end and export its best weights as a SavedModel.
+
+    ``networks``: your own encoder and decoder for ``config.model == "vae"``, a callable ``networks(spec, config)``
+    returning a fresh ``(encoder, decoder)`` pair of Keras layers or models for a
+    :class:`vampkeras.data.DatasetSpec` (see :class:`vampkeras.models.VAE`); the run records its qualified name
+    (``config.networks``), and resuming it needs the same callable again.
 
     ``restart`` starts the run in ``config.run_dir`` again from scratch after moving the old one aside to
     ``<run_dir>.restarted-<time>`` (nothing is deleted).
@@ -112,18 +118,29 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
         strategy = make_strategy(config.strategy, config.replicas)
     if task is None:
         check_export_target(config, overwrite)
-        return _train(config, strategy, resume, verbose, restart=restart)
+        return _train(config, strategy, resume, verbose, restart=restart, networks=networks)
     if task.is_chief:
         if not resume:
             RunFolder(config.run_dir).check_new_run_target(restart)
         check_export_target(config, overwrite)
     return train_as_cluster_task(task, config, resume, lambda local: _train(
-        local, strategy, resume, verbose, multiworker=True, restart=restart and task.is_chief))
+        local, strategy, resume, verbose, multiworker=True, restart=restart and task.is_chief, networks=networks))
 
 
 def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool = False,
-           restart: bool = False) -> TrainResult:
-    dataset = load_dataset(config.dataset, config.data_dir, config.max_examples)
+           restart: bool = False, networks=None) -> TrainResult:
+    from vampkeras.models import networks_name
+    if networks_name(networks) != config.networks:
+        if resume or config.networks is not None:
+            raise ConfigError(f"the run was trained with the networks {config.networks or 'of vampkeras'}; pass "
+                              f"those again (given: {networks_name(networks) or 'none'})")
+        config.networks = networks_name(networks)
+    dataset = load_dataset(config.dataset, config.data_dir, config.max_examples, likelihood=config.likelihood,
+                           binarization=config.binarization, split=config.split)
+    if resume:
+        check_same_data(config.data, dataset, "--resume")
+    else:
+        config.dataset, config.data = dataset.spec.name, dataset.record     # (your own data: its resolved path)
     config.resolve(dataset.spec).validate()
     check_prior_data(config, len(dataset.train))      # every check passes before anything is created
     run = RunFolder(config.run_dir)
@@ -134,13 +151,13 @@ def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool
     except OSError as error:
         raise VampkerasError(f"cannot write the run folder {run.path}: {error.strerror or error}") from None
     try:
-        return _train_locked(config, run, dataset, strategy, resume, verbose, multiworker)
+        return _train_locked(config, run, dataset, strategy, resume, verbose, multiworker, networks)
     finally:
         run.unlock()
 
 
 def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: bool, verbose,
-                  multiworker: bool) -> TrainResult:
+                  multiworker: bool, networks=None) -> TrainResult:
     if not resume:
         # (checked again under the lock: another process may have started a run here since)
         if run.holds_run() or any(entry.name != run.lock_path.name for entry in run.path.iterdir()):
@@ -161,7 +178,7 @@ def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: 
         logger.warning("--jit is ignored with several replicas (mirrored or multiworker); they run in graph mode")
     steps = math.ceil(len(dataset.train) / config.batch_size)
     with strategy.scope():
-        model = build_model(config, dataset.spec, dataset.train)
+        model = build_model(config, dataset.spec, dataset.train, networks=networks)
         optimizer = optimizers.build(config.optimizer, config.lr, loss_scaling=config.mixed_precision)
         if multiworker:
             rank_one_step_outputs(model)
@@ -191,7 +208,7 @@ def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: 
                   callbacks=[keeper], verbose=verbose, shuffle=False)
         if keeper.diverged_at is not None:
             epoch, step = keeper.diverged_at
-            _, folder = _export_best(model, config, run, dataset.spec, require_best=True)
+            _, folder = _export_best(model, config, run, dataset.spec, require_best=True, networks=networks)
             kept = (f"the last good checkpoint (epoch {state['epoch']}) is kept in {run.checkpoint_dir}"
                     if state["epoch"] else "no epoch was complete, so there is no checkpoint to keep")
             raise TrainingDiverged(
@@ -199,7 +216,7 @@ def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: 
                 + (f" and the best model so far is exported to {folder}" if folder is not None else "")
                 + ". Try a lower --lr.")
 
-    exported, folder = _export_best(model, config, run, dataset.spec)
+    exported, folder = _export_best(model, config, run, dataset.spec, networks=networks)
     if config.image_every:
         # the keeper's functions of the model, already traced, unless the export is a float32 copy
         trained = (keeper.trained_model if keeper is not None and exported is model

@@ -8,6 +8,7 @@ import os
 import pickle
 import tarfile
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ def is_binary(values):
 # -- registry and the embedded set ----------------------------------------------------------------
 def test_registry_names_and_defaults():
     assert dataset_names() == ["mnist5k", "dynamic_mnist", "static_mnist", "omniglot", "caltech101", "freyfaces",
-                               "histopathology"]
+                               "histopathology", "cifar10"]
+    assert DATASETS["cifar10"].image_shape == (32, 32, 3) and DATASETS["cifar10"].num_pixels == 3072
     assert DATASETS["omniglot"].num_components == 1000
     assert (DATASETS["caltech101"].pseudo_init_mean, DATASETS["caltech101"].pseudo_init_std) == (0.5, 0.02)
     assert (DATASETS["histopathology"].pseudo_init_mean, DATASETS["histopathology"].pseudo_init_std) == (0.4, 0.05)
@@ -332,12 +334,17 @@ def test_a_prepared_tfds_dataset_is_used_when_files_are_missing(tmp_path, monkey
     images = {"train": np.random.default_rng(5).integers(0, 256, (60000, 28, 28, 1), dtype=np.uint8),
               "test": np.zeros((10000, 28, 28, 1), np.uint8)}
 
+    class Image:                        # vampkeras recognises TFDS's image feature by its type's name
+        pass
+
     class PreparedBuilder:
+        info = types.SimpleNamespace(features={"label": object(), "image": Image()}, splits={"train": 0, "test": 0})
+
         def is_prepared(self):
             return True
 
         def as_dataset(self, split, batch_size):
-            return {"image": tf.constant(images[split])}            # batch_size=-1: whole split as tensors
+            return tf.data.Dataset.from_tensor_slices({"image": images[split]}).batch(batch_size)
 
     monkeypatch.setattr(tfds, "builder", lambda name, **kwargs: PreparedBuilder())
     data = load_dataset("dynamic_mnist", tmp_path, download=False)

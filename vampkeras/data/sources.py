@@ -1,4 +1,4 @@
-"""Readers of the datasets' file formats. Each returns float32 arrays of flattened images, (N, H·W).
+"""Readers of the datasets' file formats. Each returns arrays of flattened images, (N, H·W·C).
 
 All raise :class:`DataError` with the file's path for missing, truncated or malformed files.
 """
@@ -99,6 +99,52 @@ def load_pickle(path, member_suffix: str | None = None):
         raise
     except Exception as error:  # unpickling a corrupt file raises many types
         raise DataError(f"cannot read {path} as a pickle ({type(error).__name__}: {error})") from None
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and NumPy arrays only: a pickle that asks for anything else (the way a
+    malicious one runs code) is refused."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only arrays are read")
+        return super().find_class(module, name)
+
+
+CIFAR10_TRAIN_MEMBERS = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_MEMBER = "cifar-10-batches-py/test_batch"
+CIFAR10_SHAPE = (32, 32, 3)
+
+
+def read_cifar10(path) -> tuple[np.ndarray, np.ndarray]:
+    """The canonical ``cifar-10-python.tar.gz`` (its five training batches and its test batch, Python pickles
+    of ``{b"data": (10000, 3072) uint8 in channel-major (3, 32, 32) order, ...}``): (train, test) uint8 arrays
+    of (N, 32·32·3) in (H, W, C) order, the training batches in the order 1–5."""
+    path = Path(path)
+    arrays = {}
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            for name in (*CIFAR10_TRAIN_MEMBERS, CIFAR10_TEST_MEMBER):
+                try:
+                    member = archive.getmember(name)
+                except KeyError:
+                    raise DataError(f"{path} has no {name}: it is not the CIFAR-10 python archive") from None
+                batch = _ArrayUnpickler(io.BytesIO(archive.extractfile(member).read()), encoding="bytes").load()
+                data = np.asarray(batch.get(b"data") if isinstance(batch, dict) else None)
+                if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+                    raise DataError(f"{path}: {name} holds no (N, 3072) uint8 'data' array")
+                arrays[name] = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(-1, 3072)
+    except DataError:
+        raise
+    except (tarfile.TarError, OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
+        raise DataError(f"cannot read {path} as the CIFAR-10 python archive ({error or type(error).__name__})") \
+            from None
+    train = np.concatenate([arrays[name] for name in CIFAR10_TRAIN_MEMBERS])
+    return train, arrays[CIFAR10_TEST_MEMBER]
 
 
 def area_resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -6,13 +6,14 @@ import contextlib
 
 import numpy as np
 
+from vampkeras.errors import ConfigError
 from vampkeras.models.base import LatentVariableModel, as_seed
 from vampkeras.models.hvae import HierarchicalVAE
 from vampkeras.models.vae import VAE
 from vampkeras.priors import MixtureOfGaussiansPrior, Prior, StandardNormalPrior, VampPrior
 
 __all__ = ["LatentVariableModel", "VAE", "HierarchicalVAE", "as_seed", "build_prior", "build_model",
-           "build_model_for_weights", "MIXED_PRECISION_POLICY"]
+           "build_model_for_weights", "networks_name", "MIXED_PRECISION_POLICY"]
 
 # Keras' policy for --mixed-precision: layers compute in float16 (tensor cores on GPUs), variables stay float32;
 # the networks hand float32 to every density (vampkeras.models.networks), and training scales the loss.
@@ -82,11 +83,19 @@ def _dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
+def networks_name(networks) -> str | None:
+    """The qualified name a run records for a ``networks`` callable (``module.function``), or None."""
+    if networks is None:
+        return None
+    return f"{getattr(networks, '__module__', '?')}.{getattr(networks, '__qualname__', type(networks).__name__)}"
+
+
 def build_model(config, spec, train_images: np.ndarray | None = None,
-                mixed_precision: bool | None = None) -> LatentVariableModel:
+                mixed_precision: bool | None = None, networks=None) -> LatentVariableModel:
     """A built (all weights created) model for ``config`` on a dataset ``spec``. Its layers compute in
     float16 (:data:`MIXED_PRECISION_POLICY`) if ``mixed_precision`` (default: ``config.mixed_precision``),
-    else in float32; the weights are float32 either way, so the same checkpoint loads into both."""
+    else in float32; the weights are float32 either way, so the same checkpoint loads into both.
+    ``networks(spec, config)`` → (encoder, decoder): your own networks for the VAE (see :class:`VAE`)."""
     import keras
     keras.utils.set_random_seed(config.seed)
     precision = config.mixed_precision if mixed_precision is None else mixed_precision
@@ -94,8 +103,11 @@ def build_model(config, spec, train_images: np.ndarray | None = None,
         prior = build_prior(config, spec, train_images)
         common = dict(latent_dim=config.latent_dim, hidden_units=config.hidden_units, likelihood=spec.likelihood,
                       seed=config.seed, name=config.model)
+        if networks is not None and config.model != "vae":
+            raise ConfigError(f"your own networks replace the VAE's; --model {config.model} has its own")
         if config.model == "vae":
-            model = VAE(spec.image_shape, prior, **common)
+            encoder, decoder = networks(spec, config) if networks is not None else (None, None)
+            model = VAE(spec.image_shape, prior, encoder=encoder, decoder=decoder, **common)
         elif config.model in HIERARCHICAL:
             model = HierarchicalVAE(spec.image_shape, prior, architecture=HIERARCHICAL[config.model], **common)
         else:
@@ -105,8 +117,8 @@ def build_model(config, spec, train_images: np.ndarray | None = None,
         return model.build_variables()
 
 
-def build_model_for_weights(config, spec, mixed_precision: bool | None = None) -> LatentVariableModel:
+def build_model_for_weights(config, spec, mixed_precision: bool | None = None, networks=None) -> LatentVariableModel:
     """A built model for ``config`` to load saved weights into: zeros stand in for the training images that
     data-initialised pseudo-inputs would be picked from (the loaded weights replace them)."""
     placeholder = np.zeros([config.num_components, spec.num_pixels], np.float32)
-    return build_model(config, spec, placeholder, mixed_precision=mixed_precision)
+    return build_model(config, spec, placeholder, mixed_precision=mixed_precision, networks=networks)

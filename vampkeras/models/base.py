@@ -11,7 +11,7 @@ Subclasses describe one latent-variable model by implementing
 * ``encode(x)``, ``reconstruct(x)``, ``sample(num_samples, seed)``.
 
 Everything numerical the user sees (loss, ELBO, log-likelihood) is computed here from those terms.
-Conventions: x is (B, D) float32 in [0, 1]; seeds are stateless int32 pairs of shape (2,).
+Conventions: x is (B, D) float32 in [0, 1], D = H·W·C (see :mod:`vampkeras.shapes`); seeds are stateless int32 pairs of shape (2,).
 
 The noise is drawn apart from the densities so that the heavy part can be XLA-compiled (``jit``) while the
 noise still comes from the graph-mode generator: XLA's generator draws another stream from the same seed,
@@ -25,7 +25,7 @@ import math
 import keras
 import tensorflow as tf
 
-from vampkeras import optimizers
+from vampkeras import optimizers, shapes
 
 
 def as_seed(seed) -> tf.Tensor:
@@ -46,8 +46,8 @@ class LatentVariableModel(keras.Model):
 
     def __init__(self, image_shape, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.num_pixels = math.prod(self.image_shape)
+        self.image_shape = shapes.canonical(image_shape)       # (H, W) or (H, W, C)
+        self.num_pixels = shapes.num_values(self.image_shape)   # D = H·W·C, the length of a flattened image
         self.run_seed = int(seed)
         # Rows (samples × examples) per importance-sampling chunk: conv models lower it to bound memory.
         # Whether the train step's forward and backward pass (``train_jit``) and the evaluation's log-densities

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from vampkeras import likelihoods
+from vampkeras import likelihoods, shapes
 from vampkeras.replicas import RNG_ALGORITHM, replica_slice_normal
 from vampkeras.layers import GatedDense
 from vampkeras.models.base import LatentVariableModel, as_seed
@@ -38,21 +38,21 @@ class HierarchicalVAE(LatentVariableModel):
         self.latent_dim = int(latent_dim)
         self.likelihood = likelihood
         self.autoregressive = architecture == "pixelcnn"
-        per_pixel = likelihoods.outputs_per_pixel(likelihood)
+        per_value = likelihoods.outputs_per_value(likelihood)
         if architecture == "mlp":
             self.q_z2 = GaussianMLP(hidden_units, latent_dim, name="q_z2")
             self.q_z1 = JointGaussian(GatedDense(hidden_units, name="x_features"), hidden_units, hidden_units,
                                       latent_dim, name="q_z1")
-            self.p_x = JointDecoder(hidden_units, per_pixel * self.num_pixels, name="p_x")
+            self.p_x = JointDecoder(hidden_units, per_value * self.num_pixels, name="p_x")
         else:
             self.q_z2 = GaussianConv(self.image_shape, latent_dim, name="q_z2")
             self.q_z1 = JointGaussian(ConvFeatures(self.image_shape, Z1_CONV_STACK, name="x_features"),
                                       conv_output_size(self.image_shape, Z1_CONV_STACK), hidden_units,
                                       latent_dim, name="q_z1")
             if architecture == "conv":
-                self.p_x = ConvDecoder(self.image_shape, hidden_units, per_pixel, name="p_x")
+                self.p_x = ConvDecoder(self.image_shape, hidden_units, per_value, name="p_x")
             else:
-                self.p_x = PixelCNNDecoder(self.image_shape, per_pixel, pixelcnn_channels, pixelcnn_layers,
+                self.p_x = PixelCNNDecoder(self.image_shape, per_value, pixelcnn_channels, pixelcnn_layers,
                                            name="p_x")
         self.p_z1 = GaussianMLP(hidden_units, latent_dim, name="p_z1")
         self.prior = prior
@@ -112,30 +112,32 @@ class HierarchicalVAE(LatentVariableModel):
 
     def decode(self, z1, z2, seed):
         """Images shown for latents z1, z2 (N, M): the means of p(x|z1, z2); for PixelHVAE, pixels are
-        sampled one at a time in row-major order and each pixel shows its conditional mean. (N, D)."""
+        sampled one at a time in row-major order (all C channels of a pixel at once) and each pixel shows its
+        conditional mean. (N, D)."""
         if not self.autoregressive:
             return self.observation(z1, z2).mean()
         count = tf.shape(z1)[0]
         seed = as_seed(seed)
-        height, width = self.image_shape
+        height, width, channels = shapes.with_channels(self.image_shape)
+        positions = height * width
         padded_latents = self.p_x.pad_for_pixels(self.p_x.latent_channels(z1, z2))
 
         def body(index, pixels, means):
             # the masked stack runs on the window of pixels this one depends on, not on the whole image
-            padded_pixels = self.p_x.pad_for_pixels(tf.reshape(pixels, [count, height, width, 1]))
+            padded_pixels = self.p_x.pad_for_pixels(tf.reshape(pixels, [count, height, width, channels]))
             outputs = self.p_x.pixel_outputs(padded_pixels, padded_latents, index // width, index % width)
-            # the pixel's parameters at every position: the distribution then draws the same random numbers
-            # as one over the whole image would, and the pixel takes its own
-            distribution = likelihoods.build(self.likelihood, tf.repeat(outputs, self.num_pixels, axis=-1))
+            # the pixel's parameters (K kinds × C channels) at every position: the distribution then draws the
+            # same random numbers as one over the whole image would, and the pixel takes its own
+            everywhere = tf.tile(tf.reshape(outputs, [count, -1, 1, channels]), [1, 1, positions, 1])
+            distribution = likelihoods.build(self.likelihood, tf.reshape(everywhere, [count, -1]))
             step_seed = tf.random.experimental.stateless_fold_in(seed, index)
-            chosen = tf.one_hot(index, self.num_pixels)                                   # (D,)
+            chosen = tf.repeat(tf.one_hot(index, positions), channels)                       # (D,)
             pixels = pixels * (1.0 - chosen) + distribution.sample(seed=step_seed) * chosen
             means = means * (1.0 - chosen) + distribution.mean() * chosen
             return index + 1, pixels, means
 
         empty = tf.zeros(tf.stack([count, self.num_pixels]))
-        _, _, means = tf.while_loop(lambda index, *_: index < self.num_pixels, body,
-                                    (tf.constant(0), empty, empty))
+        _, _, means = tf.while_loop(lambda index, *_: index < positions, body, (tf.constant(0), empty, empty))
         return means
 
     def reconstruct(self, x, seed=0):

