@@ -190,7 +190,7 @@ BAD_INPUTS = {
     "a non-image file among images": (bad_folder("not an image"), "notes.txt is not an image file"),
     "a corrupt PNG": (bad_folder("corrupt png"), "0002.png as an image"),
     "a transparent PNG": (bad_folder("transparent"), "transparent pixels"),
-    "an array of rank 2": (bad_array(lambda d: d.reshape(60, -1)), r"shape \(60, 784\); images are"),
+    "an array of rank 2": (bad_array(lambda d: d.reshape(len(d), -1)), r"shape \(\d+, 784\); images are"),
     "four channels": (bad_array(lambda d: np.repeat(d[..., None], 4, -1)), r"\(N, H, W, C\) with C = 1 or 3"),
     "floats above 1": (bad_array(lambda d: d.astype(np.float32)), "float images must lie in \\[0, 1\\]"),
     "negative integers": (bad_array(lambda d: d.astype(np.int16) - 1), "integer images hold values 0–255"),
@@ -293,3 +293,27 @@ def test_cifar10_archives_that_are_not_cifar10(tmp_path):
     path.write_bytes(b"not a tar file")
     with pytest.raises(DataError, match="cannot read .* as the CIFAR-10 python archive"):
         load_dataset("cifar10", tmp_path, download=False)
+
+
+def test_cifar10_downloads_are_sha256_checked(tmp_path, monkeypatch):
+    import hashlib
+
+    from tests.data.test_loaders import Server
+    from vampkeras.data.download import MIRROR_ENV, RemoteFile
+
+    monkeypatch.delenv(user_data.OFFLINE_ENV)
+    archive = cifar_archive(tmp_path / "served" / "cifar10" / "cifar-10-python.tar.gz")
+    server = Server(tmp_path / "served")
+    monkeypatch.setenv(MIRROR_ENV, server.url)
+    try:
+        # the real archive's checksum: this small one is refused, and nothing is left behind
+        with pytest.raises(DataError, match="sha256 .* expected 6d958be074577803"):
+            load_dataset("cifar10", tmp_path / "data")
+        assert list((tmp_path / "data" / "cifar10").iterdir()) == []
+        checksum = hashlib.sha256(archive.read_bytes()).hexdigest()
+        monkeypatch.setitem(registry.FILES, "cifar10", RemoteFile(registry.FILES["cifar10"].relative_path, "unused",
+                                                                  checksum))
+        data = load_dataset("cifar10", tmp_path / "data")
+        assert len(data.test) == 5 and server.requests == ["/cifar10/cifar-10-python.tar.gz"] * 2
+    finally:
+        server.close()

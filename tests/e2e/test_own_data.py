@@ -5,6 +5,7 @@ custom-networks example."""
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.data.test_user_data import cifar_archive, tinted, write_pngs
+from tests.data.test_user_data import BAD_INPUTS, cifar_archive, tinted, write_pngs
 from vampkeras.data import registry, user_data
 from vampkeras_cli.main import main
 
@@ -96,38 +97,45 @@ def test_changed_data_are_refused_by_evaluate_and_resume(tmp_path, digits):
         assert result.output.count("Error:") == 1 and "changed since the run was trained" in result.output
 
 
-def corrupt_png_folder(root, digits):
-    folder = write_pngs(root / "c", digits[:20])
-    (folder / "0003.png").write_bytes(b"\x89PNG\r\n")        # a PNG signature and nothing else
-    return folder
+def grey_folder(root, digits):
+    return write_pngs(root / "g", digits[:20])
 
 
-def empty_folder(root, digits):
-    (root / "empty").mkdir()
-    return root / "empty"
-
-
-BAD = {
-    "empty folder": (empty_folder, "no images in"),
-    "corrupt PNG": (corrupt_png_folder, "0003.png as an image"),
-    "grey with --likelihood bernoulli": (lambda root, d: write_pngs(root / "g", d[:20]),
-                                         "--likelihood bernoulli needs binary images"),
+CLI_BAD = {   # each bad input of tests/data/test_user_data.py, and the options that contradict the data
+    **{case: (make, message) for case, (make, message) in BAD_INPUTS.items()},
+    "grey with --likelihood bernoulli": (grey_folder, "--likelihood bernoulli needs binary images"),
+    "fewer images than --components with --pseudo-init data": (grey_folder, "--components 500 needs at least"),
+    "TFDS name that does not exist": (lambda root, d: "tfds:no_such_dataset_anywhere", "not a TFDS dataset here"),
     "TFDS not prepared offline": (lambda root, d: "tfds:mnist", "downloads are off; prepare it"),
 }
+OPTIONS = {"grey with --likelihood bernoulli": ["--likelihood", "bernoulli"],
+           "fewer images than --components with --pseudo-init data": ["--pseudo-init", "data"]}
 
 
-@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+@pytest.mark.parametrize("case", CLI_BAD, ids=list(CLI_BAD))
 def test_bad_input_is_one_error_line_and_creates_nothing(tmp_path, digits, case):
-    make, message = BAD[case]
+    make, message = CLI_BAD[case]
     dataset = make(tmp_path, digits)
-    extra = ["--likelihood", "bernoulli"] if "bernoulli" in case else []
     (tmp_path / "data" / "tfds").mkdir(parents=True)
     result = cli("train", "--dataset", dataset, "--run-dir", tmp_path / "run", "--export", tmp_path / "model",
-                 "--data-dir", tmp_path / "data", "--epochs", "1", "--quiet", *extra)
+                 "--data-dir", tmp_path / "data", "--epochs", "1", "--quiet", *OPTIONS.get(case, []))
     assert result.exit_code == 2, result.output
-    assert result.output.count("Error:") == 1 and message in result.output, result.output
+    assert result.output.count("Error:") == 1 and re.search(message, result.output), result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists() and not (tmp_path / "model").exists()
+
+
+def test_an_rgb_model_scores_rgb_pngs(tmp_path, digits):
+    folder = write_pngs(tmp_path / "rgb", tinted(digits))
+    run, model, _ = train_and_evaluate(tmp_path, folder, "--image-every", "0")
+    result = cli("score", model, folder / "train" if (folder / "train").exists() else folder, "--samples", 4,
+                 "--out", tmp_path / "scores.csv", "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "scores.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(digits) and rows[1].split(",")[1] == "0000.png"
+    grey = write_pngs(tmp_path / "grey", digits[:2])
+    result = cli("score", model, grey, "--samples", 4, "--out", tmp_path / "grey.csv", "--quiet")
+    assert result.exit_code == 0, result.output           # a grey PNG is the colour image it shows (R = G = B)
 
 
 def test_the_custom_networks_example_trains_exports_and_scores(tmp_path, monkeypatch):
