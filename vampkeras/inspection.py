@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import struct
-import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from vampkeras import figures, shapes
+from vampkeras.data import sources
 from vampkeras.checkpoints import atomic_write_bytes, atomic_write_text, check_writable_file
 from vampkeras.errors import DataError, VampkerasError
 
@@ -168,55 +167,23 @@ def _images_in(shape: tuple, where: str, image_shape) -> int:
 
 def _read_png(file: Path, image_shape) -> np.ndarray:
     """A PNG of the model's H×W as (H, W) float32 in [0, 1] for a grey model (grey values / 255, / 65535 if
-    16-bit), (H, W, 3) for a colour one. Its size comes from its header and is checked before any pixel is
-    decoded, so that a huge image (a decompression bomb, tiny on disk) costs nothing. Colour images for a grey
-    model, transparent pixels and damaged files are refused."""
-    from PIL import Image
-
-    height, width = shapes.height_width(image_shape)
-    try:
-        with warnings.catch_warnings():
-            # PIL warns of images over its pixel limit at open(); the size check below refuses them unread
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(file, formats=["PNG"])
-        with image:
-            if image.size != (width, height):
-                raise DataError(f"{file} is {image.height} pixels high and {image.width} wide; the model takes "
-                                f"images {height} high and {width} wide")
-            return _pixel_values(image, file, shapes.channels(image_shape))
-    except Image.DecompressionBombError as error:
-        raise DataError(f"{file} is far larger than the model's {height}×{width} images and was not decoded "
-                        f"({error})") from None
-    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
-        # UnidentifiedImageError is an OSError; PIL reports broken PNG chunks as SyntaxError
-        raise DataError(f"cannot read {file} as a PNG image ({error})") from None
-
-
-def _pixel_values(image, file: Path, channels: int) -> np.ndarray:
-    """An opened PNG's pixels as (H, W) float32 in [0, 1] (``channels`` 1) or (H, W, 3) (``channels`` 3); colour
-    for a grey model, or any transparency, is a DataError (dropping them would score another image than the
-    one the user sees). A grey PNG for a colour model is read as the colour image it shows (R = G = B)."""
+    16-bit), (H, W, 3) for a colour one (:func:`vampkeras.data.sources.read_image`, which refuses other sizes
+    before decoding, transparency and damaged files). A colour image for a grey model is refused (dropping its
+    colour would score another image than the one the user sees); a grey image for a colour model is the
+    colour image it shows (R = G = B)."""
+    channels = shapes.channels(image_shape)
     if channels not in (1, 3):
         raise DataError(f"PNG images hold 1 (grey) or 3 (RGB) channels; the model takes {channels}")
-    if image.mode.startswith("I"):                  # 16-bit grey ("I;16"; "I" in older Pillows)
-        values = np.asarray(image, dtype=np.float64)
-        key = image.info.get("transparency")        # a tRNS chunk: this grey value is transparent
-        if key is not None and np.any(values == key):
-            raise DataError(f"{file} has transparent pixels; the model takes opaque images")
-        grey = (values / 65535.0).astype(np.float32)
-        return grey if channels == 1 else np.repeat(grey[..., None], 3, axis=-1)
-    # every other PNG mode (1, L, LA, P, PA, RGB, RGBA), with a tRNS chunk turned into alpha
-    pixels = np.asarray(image.convert("RGBA"))
-    if np.any(pixels[..., 3] != 255):
-        raise DataError(f"{file} has transparent pixels (alpha below 255); the model takes opaque images "
-                        "(flatten the image onto a background first)")
-    if channels == 3:
-        return np.asarray(pixels[..., :3], dtype=np.float32) / 255.0
-    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
-    if np.any(red != green) or np.any(green != blue):
-        raise DataError(f"{file} is a colour image; the model takes grey images (convert it to grey first, e.g. "
-                        "with PIL's Image.convert('L'))")
-    return np.asarray(red, dtype=np.float32) / 255.0
+    pixels = sources.read_image(file, formats=("PNG",), size=shapes.height_width(image_shape))
+    values = pixels.astype(np.float32) / 255.0 if pixels.dtype == np.uint8 else pixels
+    if values.ndim == 3 and channels == 1:
+        if np.any(values[..., 0] != values[..., 1]) or np.any(values[..., 1] != values[..., 2]):
+            raise DataError(f"{file} is a colour image; the model takes grey images (convert it to grey first, "
+                            "e.g. with PIL's Image.convert('L'))")
+        values = values[..., 0]
+    if values.ndim == 2 and channels == 3:
+        values = np.repeat(values[..., None], 3, axis=-1)
+    return values
 
 
 def score_file(path, input_path, num_samples: int = 1000, batch_size: int = 100, out="scores.csv",

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from vampkeras import shapes
+from vampkeras.data import sources
 from vampkeras.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -103,29 +104,6 @@ def parse_source(argument: str) -> DataSource:
 
 
 # -- raw images: split name → (N, H, W) or (N, H, W, C) arrays, integers 0–255 or floats in [0, 1] ----------
-def _read_image_file(path: Path) -> np.ndarray:
-    """One image file as (H, W) (grey modes) or (H, W, 3) (every other mode): uint8, or float32 in [0, 1] for
-    16-bit grey images. Transparent pixels are a DataError."""
-    from PIL import Image
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode.startswith("I"):                         # 16-bit grey
-                return (np.asarray(image, dtype=np.float64) / 65535.0).astype(np.float32)
-            grey = image.mode in ("1", "L", "LA")
-            if image.mode in ("LA", "RGBA", "PA") or "transparency" in image.info:
-                pixels = np.asarray(image.convert("LA" if grey else "RGBA"))
-                if np.any(pixels[..., -1] != 255):
-                    raise DataError(f"{path} has transparent pixels; vampkeras models opaque images (flatten it "
-                                    "onto a background first)")
-                return pixels[..., 0] if grey else pixels[..., :3]
-            return np.asarray(image.convert("L" if grey else "RGB"))
-    except DataError:
-        raise
-    except Exception as error:      # PIL raises many types for damaged files (OSError, SyntaxError, ...)
-        raise DataError(f"cannot read {path} as an image ({error or type(error).__name__})") from None
-
-
 def _image_files(folder: Path) -> list[Path]:
     """The image files under ``folder`` (recursively, e.g. one subfolder per class), sorted by path; hidden
     files and folders are skipped; any other file is a DataError (a stray file would silently not be data)."""
@@ -148,9 +126,9 @@ def _read_folder_images(folder: Path) -> np.ndarray:
     files = _image_files(folder)
     if not files:
         raise DataError(f"no images in {folder}: the folder holds no {', '.join(IMAGE_SUFFIXES)} files")
-    images = [_read_image_file(files[0])]
+    images = [sources.read_image(files[0])]
     for path in files[1:]:
-        image = _read_image_file(path)
+        image = sources.read_image(path)
         if image.shape != images[0].shape:
             raise DataError(f"{path} is an image of {_describe(image.shape)}, but {files[0]} is "
                             f"{_describe(images[0].shape)}: all images of a dataset have one size and channel count")
