@@ -82,3 +82,13 @@ def test_move_aside_renames_and_never_overwrites(tmp_path, monkeypatch):
     again = RunFolder(run).move_aside()         # same second: a new name, the first one is kept
     assert again == tmp_path / "run.restarted-20261201-120000-2"
     assert (moved / "config.json").read_text() == "first" and (again / "config.json").read_text() == "second"
+
+
+def test_a_folder_empty_but_for_its_lock(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    assert run.is_empty_or_missing() and run.is_empty_or_missing(besides_lock=True)
+    run.path.mkdir()
+    run.lock_path.write_text("")
+    assert not run.is_empty_or_missing() and run.is_empty_or_missing(besides_lock=True)
+    (run.path / "other").write_text("x")
+    assert not run.is_empty_or_missing(besides_lock=True)

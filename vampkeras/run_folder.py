@@ -186,8 +186,13 @@ class RunFolder:
         """Whether the folder holds a run (its ``config.json``)."""
         return self.config_path.is_file()
 
-    def is_empty_or_missing(self) -> bool:
-        return not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
+    def is_empty_or_missing(self, besides_lock: bool = False) -> bool:
+        """Whether the folder is missing or empty (``besides_lock``: empty but for this folder's lock file, as
+        a new run's folder is once its process holds the lock)."""
+        if not self.path.exists():
+            return True
+        return self.path.is_dir() and not any(entry.name != self.lock_path.name or not besides_lock
+                                              for entry in self.path.iterdir())
 
     def check_new_run_target(self, restart: bool = False) -> None:
         """Refuse a folder a new run must not be written into: one that holds a run already (unless

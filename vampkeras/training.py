@@ -160,7 +160,7 @@ def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: 
                   multiworker: bool, networks=None) -> TrainResult:
     if not resume:
         # (checked again under the lock: another process may have started a run here since)
-        if run.holds_run() or any(entry.name != run.lock_path.name for entry in run.path.iterdir()):
+        if run.holds_run() or not run.is_empty_or_missing(besides_lock=True):
             raise VampkerasError(f"the run folder {run.path} was filled by another process meanwhile; choose "
                                  "another --run-dir")
     try:

@@ -136,6 +136,10 @@ def test_an_rgb_model_scores_rgb_pngs(tmp_path, digits):
     grey = write_pngs(tmp_path / "grey", digits[:2])
     result = cli("score", model, grey, "--samples", 4, "--out", tmp_path / "grey.csv", "--quiet")
     assert result.exit_code == 0, result.output           # a grey PNG is the colour image it shows (R = G = B)
+    result = cli("sample", model, "-n", 4, "--out", tmp_path / "samples.png", "--npy", tmp_path / "samples.npy")
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "samples.npy").shape == (4, 28, 28, 3)
+    assert np.asarray(Image.open(tmp_path / "samples.png")).shape == (2 * 29 + 1, 2 * 29 + 1, 3)
 
 
 def test_the_custom_networks_example_trains_exports_and_scores(tmp_path, monkeypatch):
