@@ -129,7 +129,8 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
 
 def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool = False,
            restart: bool = False, networks=None) -> TrainResult:
-    from vampkeras.models import networks_name
+    from vampkeras.models import check_networks, networks_name
+    check_networks(config, networks)
     if networks_name(networks) != config.networks:
         if resume or config.networks is not None:
             raise ConfigError(f"the run was trained with the networks {config.networks or 'of vampkeras'}; pass "

@@ -13,7 +13,7 @@ from vampkeras.models.vae import VAE
 from vampkeras.priors import MixtureOfGaussiansPrior, Prior, StandardNormalPrior, VampPrior
 
 __all__ = ["LatentVariableModel", "VAE", "HierarchicalVAE", "as_seed", "build_prior", "build_model",
-           "build_model_for_weights", "networks_name", "MIXED_PRECISION_POLICY"]
+           "build_model_for_weights", "check_networks", "networks_name", "MIXED_PRECISION_POLICY"]
 
 # Keras' policy for --mixed-precision: layers compute in float16 (tensor cores on GPUs), variables stay float32;
 # the networks hand float32 to every density (vampkeras.models.networks), and training scales the loss.
@@ -90,6 +90,13 @@ def networks_name(networks) -> str | None:
     return f"{getattr(networks, '__module__', '?')}.{getattr(networks, '__qualname__', type(networks).__name__)}"
 
 
+def check_networks(config, networks) -> None:
+    """Refuse (ConfigError) your own ``networks`` for a model other than the VAE, whose networks they replace;
+    a run checks this before it creates anything."""
+    if networks is not None and config.model != "vae":
+        raise ConfigError(f"your own networks replace the VAE's; --model {config.model} has its own")
+
+
 def build_model(config, spec, train_images: np.ndarray | None = None,
                 mixed_precision: bool | None = None, networks=None) -> LatentVariableModel:
     """A built (all weights created) model for ``config`` on a dataset ``spec``. Its layers compute in
@@ -103,8 +110,7 @@ def build_model(config, spec, train_images: np.ndarray | None = None,
         prior = build_prior(config, spec, train_images)
         common = dict(latent_dim=config.latent_dim, hidden_units=config.hidden_units, likelihood=spec.likelihood,
                       seed=config.seed, name=config.model)
-        if networks is not None and config.model != "vae":
-            raise ConfigError(f"your own networks replace the VAE's; --model {config.model} has its own")
+        check_networks(config, networks)
         if config.model == "vae":
             encoder, decoder = networks(spec, config) if networks is not None else (None, None)
             model = VAE(spec.image_shape, prior, encoder=encoder, decoder=decoder, **common)
