@@ -49,11 +49,12 @@ import tensorflow as tf
 
 from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES, RunConfig
 from vampkeras.errors import VampkerasError
+from vampkeras.run_folder import CONFIG_FILE
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-CONFIG_ASSET = Path("assets", "config.json")     # the run's RunConfig inside a SavedModel folder
+CONFIG_ASSET = Path("assets", CONFIG_FILE)       # the run's RunConfig inside a SavedModel folder
 LOG_PROB_SEED = 20171
 ELBO_SEED = 20172
 EXAMPLES_PER_BATCH = 100

@@ -1,7 +1,7 @@
 """Training a run end to end: prepare it (:mod:`vampkeras.run_setup`), take the run folder's lock, build the
-model and optimizer under the strategy (:mod:`vampkeras.replicas`), fit with the epoch callback
-(:mod:`vampkeras.epoch_keeper`: warm-up, checkpoints, early stopping), then export the best weights and draw
-the figures. The run's files live in a run folder (:class:`vampkeras.run_folder.RunFolder` owns their names);
+model and optimizer under the strategy (:mod:`vampkeras.replicas`; a multiworker cluster:
+:mod:`vampkeras.cluster`), fit with the epoch callback (:mod:`vampkeras.epoch_keeper`: warm-up, checkpoints,
+early stopping), then export the best weights and draw the figures. The run's files live in a run folder (:class:`vampkeras.run_folder.RunFolder` owns their names);
 a training process holds the folder's lock from before it writes anything until it ends.
 """
 
@@ -22,8 +22,8 @@ from vampkeras.data.pipeline import evaluation_batches, training_batches
 from vampkeras.epoch_keeper import RunKeeper, fresh_state
 from vampkeras.errors import ConfigError, TrainingDiverged, VampkerasError
 from vampkeras.models import build_model, build_model_for_weights, check_prior_data
-from vampkeras.replicas import (make_strategy, rank_one_step_outputs, read_tf_config, shard_by_data,
-                                train_as_cluster_task)
+from vampkeras.cluster import read_tf_config, train_as_cluster_task
+from vampkeras.replicas import make_strategy, rank_one_step_outputs, shard_by_data
 from vampkeras.run_folder import CONFIG_FILE, RunFolder
 from vampkeras.run_setup import check_export_target, move_old_run_aside, prepare_config
 from vampkeras.trained_model import TrainedModel
@@ -96,9 +96,9 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     ``<run_dir>.restarted-<time>`` (nothing is deleted).
 
     Under ``--strategy multiworker`` every worker runs this with the same options; the chief writes the run
-    folder and the export (see :func:`vampkeras.replicas.train_as_cluster_task`). A resumed multiworker run
+    folder and the export (see :func:`vampkeras.cluster.train_as_cluster_task`). A resumed multiworker run
     is read from ``config.run_dir`` by every worker. If a worker stops, the others raise
-    :class:`~vampkeras.replicas.WorkerLost` within seconds.
+    :class:`~vampkeras.cluster.WorkerLost` within seconds.
     """
     # MultiWorkerMirroredStrategy must be created before TensorFlow runs anything. All workers connect
     # before one may fail alone on files only it sees (a run folder to resume, an export folder), so that the

@@ -17,8 +17,8 @@ import time
 import pytest
 import tensorflow as tf
 
-from vampkeras.replicas import (ClusterTask, failure_reason, is_peer_failure, lost_peer, make_strategy,
-                                    read_tf_config)
+from vampkeras.cluster import ClusterTask, failure_reason, is_peer_failure, lost_peer, read_tf_config
+from vampkeras.replicas import make_strategy
 from vampkeras.errors import ConfigError
 
 SMALL_RUN = ["--max-examples", "400", "--components", "20", "--warmup", "1", "--image-every", "0", "--no-jit",
