@@ -99,6 +99,10 @@ def test_binary_images_get_a_bernoulli_likelihood_and_dynamic_binarization_is_th
     np.save(tmp_path / "binary.npy", digits > 127)
     data = load_dataset(str(tmp_path / "binary.npy"))
     assert (data.spec.likelihood, data.spec.binarization) == ("bernoulli", "static")
+    folder = write_pngs(tmp_path / "black-and-white", np.where(digits > 127, 255, 0).astype(np.uint8))
+    data = load_dataset(str(folder))                                        # 0/255 PNGs are binary images
+    assert (data.spec.likelihood, data.spec.binarization) == ("bernoulli", "static")
+    assert np.isin(data.train, (0, 1)).all() and data.train.mean() == pytest.approx((digits > 127).mean(), abs=0.02)
     np.save(tmp_path / "grey.npy", digits)
     data = load_dataset(str(tmp_path / "grey.npy"), binarization="dynamic")
     assert (data.spec.likelihood, data.spec.binarization) == ("bernoulli", "dynamic")

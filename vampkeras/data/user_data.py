@@ -4,7 +4,8 @@ What the data are decides how they are modelled, unless the user says otherwise:
 
 * values: integer images are 0–255 (0/1 integer arrays are read as binary), float images must lie in [0, 1];
   16-bit images are scaled by 65535;
-* likelihood: images holding only 0 and 1 are binary → Bernoulli (static binarization); grey or colour values
+* likelihood: images holding only 0 and 1 (or, 8-bit, only 0 and 255) are binary → Bernoulli (static
+  binarization); grey or colour values
   → the discretized logistic with 256 bins per channel, integer pixels k at their bin's centre (k + 0.5)/256
   (the authors' convention for CIFAR-10); ``binarization="dynamic"`` treats grey data as the paper treats MNIST
   (grey training images k/255 drawn afresh as 0/1 each batch, validation and test binarized once with a fixed
@@ -307,11 +308,13 @@ def _as_unit_values(images: np.ndarray, where: str, centre_bins: bool) -> np.nda
 
 
 def _is_binary(raw: dict[str, np.ndarray]) -> bool:
+    """Whether every image holds two values only: 0 and 1 (bools, integers, floats), or 0 and 255 (black and
+    white 8-bit images, as PNGs store them)."""
     def binary(images):
         if images.dtype.kind == "b":
             return True
         if images.dtype.kind in "iu":
-            return int(images.max()) <= 1 and int(images.min()) >= 0
+            return bool(np.isin(images, (0, 1)).all() or np.isin(images, (0, 255)).all())
         return bool(np.isin(images, (0.0, 1.0)).all())
     return all(binary(images) for images in raw.values())
 
