@@ -228,7 +228,8 @@ def tensorboard_images(model, test_images, num: int = 64, seed: int = 0,
 
 def write_run_figures(run, model, test_images=None, seed: int = 0, data_dir=None) -> dict[str, Path]:
     """Write the figures of a trained model into the figures folder of ``run`` (a
-    :class:`~vampkeras.run_folder.RunFolder` or its path) and return name → path: generations.png,
+    :class:`~vampkeras.run_folder.RunFolder` or its path) and return name → path (a folder that cannot be
+    written is a VampkerasError): generations.png,
     reconstructions.png, pseudo_inputs.png (VampPriors), component_generations.png (mixture priors) and
     training_curves.png (if the run's history has rows).
 
@@ -246,10 +247,14 @@ def write_run_figures(run, model, test_images=None, seed: int = 0, data_dir=None
         test_images = data.test.reshape(-1, *model.image_shape)
     test_images = np.asarray(test_images, dtype=np.float32)[:sizes["num_test_images"]]
     folder = run.figures_dir
-    paths = write_model_figures(folder, model, test_images, num_samples=sizes["num_samples"], seed=seed,
-                                component_samples=sizes["component_samples"])
-    history = run.read_history()
-    if history:
-        paths["training_curves"] = save_png(run.figure_path("training_curves"), training_curves(history))
+    try:
+        paths = write_model_figures(folder, model, test_images, num_samples=sizes["num_samples"], seed=seed,
+                                    component_samples=sizes["component_samples"])
+        history = run.read_history()
+        if history:
+            paths["training_curves"] = save_png(run.figure_path("training_curves"), training_curves(history))
+    except OSError as error:
+        from vampkeras.errors import VampkerasError
+        raise VampkerasError(f"cannot write the figures in {folder}: {error.strerror or error}") from None
     logger.info("wrote figures %s to %s", sorted(paths), folder)
     return paths

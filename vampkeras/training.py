@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from vampkeras import checkpoints, export, optimizers, tuning
+from vampkeras import checkpoints, export, figures, optimizers, tuning
 from vampkeras.config import RunConfig
 from vampkeras.data import load_dataset
 from vampkeras.data.registry import check_same_data
@@ -71,16 +71,6 @@ def _export_best(model, config: RunConfig, run: RunFolder, spec, require_best: b
         raise VampkerasError(f"cannot write the SavedModel to {config.export_dir}: {error.strerror or error}; "
                              f"the run folder {run.path} is intact") from None
     return exported, folder
-
-
-def _write_final_figures(model: TrainedModel, run: RunFolder, test_images) -> None:
-    """PNG figures of the exported (best) model and the training curves into the run's figures folder."""
-    from vampkeras import figures
-
-    try:
-        figures.write_run_figures(run, model, test_images)
-    except OSError as error:
-        raise VampkerasError(f"cannot write the figures in {run.figures_dir}: {error.strerror or error}") from None
 
 
 def train(config: RunConfig, resume: bool = False, given: dict | None = None, overwrite: bool = False,
@@ -222,7 +212,7 @@ def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: 
         # the keeper's functions of the model, already traced, unless the export is a float32 copy
         trained = (keeper.trained_model if keeper is not None and exported is model
                    else TrainedModel.from_keras(exported, config))
-        _write_final_figures(trained, run, test_images)
+        figures.write_run_figures(run, trained, test_images)        # the best model's, and the curves
     return TrainResult(run_dir=run.path, export_dir=folder, epochs_trained=state["epoch"],
                        best_epoch=state["best_epoch"], best_val_loss=state["best_val_loss"],
                        stopped_early=state["stopped_early"])
