@@ -163,13 +163,15 @@ def test_names_and_options_are_refused_before_tensorflow_loads(tmp_path):
 
 
 def test_dataset_names_complete_in_the_shell():
+    """The named datasets first, then the shell's own path completion (your own images are a path)."""
     context = click.Context(main, info_name="vampkeras")
-    assert [item.value for item in common.DATASET.shell_complete(context, None, "s")] == ["static_mnist"]
+    assert [(item.type, item.value) for item in common.DATASET.shell_complete(context, None, "s")] == [
+        ("plain", "static_mnist"), ("file", "s")]
     assert "mnist5k" in [item.value for item in common.DATASET.shell_complete(context, None, "")]
     from click.testing import CliRunner
     result = CliRunner().invoke(main, [], prog_name="vampkeras", env={
         "_VAMPKERAS_COMPLETE": "bash_complete", "COMP_WORDS": "vampkeras train --dataset om", "COMP_CWORD": "3"})
-    assert result.output.split() == ["plain,omniglot"]
+    assert result.output.split() == ["plain,omniglot", "file,om"]
 
 
 # -- the switches --------------------------------------------------------------------------------------
