@@ -19,7 +19,12 @@ _warned_about_missing_state = False
 
 @keras.saving.register_keras_serializable(package="vampkeras")
 class AdamNormGrad(keras.optimizers.Adam):
-    """Adam applied to per-tensor normalized gradients g / (‖g‖₂ + ε), as the authors' code does.
+    """Adam applied to per-tensor normalized gradients g / (‖g‖₂ + ε) (paper §5.1; Yu et al. 2017).
+
+    Each weight tensor is normalized as a whole. The authors' code does the same per PyTorch parameter, but
+    where it has two linear layers per gated layer (h and g), :class:`vampkeras.layers.GatedDense` and
+    GatedConv2D hold both halves in one fused kernel and one bias, so here the two halves of a gated layer are
+    normalized together (docs/RESULTS.md lists this among the fidelity details not yet measured).
 
     The normalization happens in ``update_step``, i.e. after Keras has summed the gradients over the
     replicas of a ``tf.distribute`` strategy, so distributed training normalizes the global gradient."""
