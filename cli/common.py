@@ -120,8 +120,7 @@ class FiniteFloat(click.ParamType):
 
 
 class SplitFractions(click.ParamType):
-    """``--split TRAIN,VALIDATION,TEST``: three finite fractions >= 0, train and validation above 0 (they are
-    normalised by their sum)."""
+    """``--split TRAIN,VALIDATION,TEST``: three finite fractions above 0 (normalised by their sum)."""
 
     name = "fractions"
 
@@ -132,10 +131,9 @@ class SplitFractions(click.ParamType):
             fractions = [float(part) for part in str(value).split(",")]
         except ValueError:
             fractions = []
-        if (len(fractions) != 3 or not all(math.isfinite(f) and f >= 0 for f in fractions)
-                or min(fractions[:2]) <= 0):
-            self.fail(f"{value!r} is not three fractions TRAIN,VALIDATION,TEST such as 0.8,0.1,0.1 (train and "
-                      "validation above 0)", param, ctx)
+        if len(fractions) != 3 or not all(math.isfinite(f) and f > 0 for f in fractions):
+            self.fail(f"{value!r} is not three fractions TRAIN,VALIDATION,TEST above 0, such as 0.8,0.1,0.1",
+                      param, ctx)
         return fractions
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from vampkeras import shapes
 from vampkeras.errors import DataError, VampkerasError
-from vampkeras.evaluation import active_units, bits_per_dim, check_images
+from vampkeras.evaluation import active_units, bits_per_dim, check_images, evaluate
 
 GREY = (4, 5)           # (H, W): one channel
 COLOUR = (4, 5, 3)      # (H, W, C)
@@ -302,3 +302,39 @@ def test_evaluate_of_a_model_in_memory_writes_nothing_without_figures_dir(bernou
     monkeypatch.chdir(tmp_path)
     evaluate(bernoulli_model, data=tiny_dataset(), split="test", num_samples=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_of_one_named_dataset_is_scored_on_another_as_the_paper_models_it():
+    """A static-MNIST-shaped model scored on mnist5k (dynamic binarization): the other dataset is loaded as
+    the paper treats it, not with the model's own binarization (which only applies to your own data)."""
+    from tests.fakes import ImageSpec
+    from vampkeras.config import RunConfig
+    from vampkeras.models import build_model
+    from vampkeras.trained_model import TrainedModel
+
+    config = RunConfig(dataset="static_mnist", likelihood="bernoulli", binarization="static", num_components=3,
+                       latent_dim=2, hidden_units=8, pseudo_init_mean=0.05, pseudo_init_std=0.01, seed=4, jit=False)
+    model = TrainedModel.from_keras(build_model(config, ImageSpec((28, 28))), config)
+    summary, values = evaluate(model, dataset="mnist5k", num_samples=2, max_examples=6)
+    assert summary["dataset"] == "mnist5k" and summary["num_examples"] == 6
+    assert np.all(np.isfinite(values["log_likelihood"]))
+
+
+def test_your_own_networks_with_outputs_of_the_wrong_shape_are_a_config_error():
+    import keras
+
+    from tests.fakes import ImageSpec
+    from vampkeras.config import RunConfig
+    from vampkeras.errors import ConfigError
+    from vampkeras.models import build_model
+
+    config = RunConfig(prior="standard", latent_dim=2, seed=1)
+
+    def wrong_decoder(spec, config):
+        return (keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)]),
+                keras.Sequential([keras.layers.Dense(7)]))                 # 7 outputs for a 4x5 image
+
+    with pytest.raises(ConfigError, match=r"your decoder returned shape \(1, 7\); the likelihood needs \(N, 20\)"):
+        build_model(config, ImageSpec((4, 5)), networks=wrong_decoder)
+    with pytest.raises(ConfigError, match="must return \\(encoder, decoder\\)"):
+        build_model(config, ImageSpec((4, 5)), networks=lambda spec, config: keras.layers.Dense(3))

@@ -115,10 +115,8 @@ class RunConfig:
         need(self.binarization is None or self.binarization in BINARIZATIONS,
              f"unknown --binarize {self.binarization!r}; choose one of: {', '.join(BINARIZATIONS)}")
         need(self.split is None or (len(self.split) == 3 and all(_is_instance(f, float) and math.isfinite(f)
-                                                                 and f >= 0 for f in self.split)
-                                    and all(f > 0 for f in self.split[:2]) and self.split[2] >= 0
-                                    and sum(self.split) > 0),
-             f"--split takes three fractions train,validation,test (train and validation above 0), not {self.split}")
+                                                                 and f > 0 for f in self.split)),
+             f"--split takes three fractions train,validation,test above 0, not {self.split}")
         need(self.model in MODELS, f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
         need(self.prior in PRIORS, f"unknown prior {self.prior!r}; choose one of: {', '.join(PRIORS)}")
         need(self.pseudo_init in PSEUDO_INITS,

@@ -96,11 +96,20 @@ def evaluate(model, dataset: str | None = None, split: str = "test", num_samples
     if not isinstance(model, TrainedModel):
         model = TrainedModel.load(model, mixed_precision)
     config = model.config
-    if data is None and dataset in (None, config.dataset):
-        data = load_for_run(config, data_dir, max_examples, what="evaluate")
-    elif data is None:          # other data, modelled as the model's were
-        data = load_dataset(dataset, data_dir, max_examples, likelihood=config.likelihood,
-                            binarization=config.binarization)
+    if data is None:
+        from vampkeras.data.registry import DATASETS
+        from vampkeras.data.user_data import is_user_source, parse_source
+
+        dataset = None if dataset is None else str(dataset)
+        if dataset is not None and is_user_source(dataset) and dataset not in DATASETS:
+            dataset = parse_source(dataset).argument             # a path as config.json records it: resolved
+        if dataset in (None, config.dataset):
+            data = load_for_run(config, data_dir, max_examples, what="evaluate")
+        elif dataset in DATASETS:
+            data = load_dataset(dataset, data_dir, max_examples)  # modelled as the paper does
+        else:                   # your own other data, modelled as the model's were
+            data = load_dataset(dataset, data_dir, max_examples, likelihood=config.likelihood,
+                                binarization=config.binarization)
     name = data.spec.name
     images = data.split(split)
     if data.spec.binarization == "dynamic" and split == "train":

@@ -123,7 +123,8 @@ def causal_mask(kernel_size: int, mask_type: str) -> np.ndarray:
 class MaskedConv2D(keras.layers.Layer):
     """Convolution whose kernel is multiplied by a PixelCNN :func:`causal_mask`, 'same' padding, NHWC.
 
-    The mask is spatial and shared by all input channels (single-channel images).
+    The mask is spatial and shared by all input channels: an output at pixel i sees every channel of the
+    pixels before i (and, for type "B", of pixel i's hidden features), none of pixel i's own input channels.
     Input (N, H, W, C) → (N, H, W, filters).
     """
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-MAX_CHANNELS = 4
-
 
 def canonical(shape) -> tuple[int, ...]:
     """``shape`` (H, W) or (H, W, C) as a tuple of ints, with C = 1 dropped: (H, W) or (H, W, C > 1)."""

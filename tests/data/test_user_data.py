@@ -321,3 +321,49 @@ def test_cifar10_downloads_are_sha256_checked(tmp_path, monkeypatch):
         assert len(data.test) == 5 and server.requests == ["/cifar10/cifar-10-python.tar.gz"] * 2
     finally:
         server.close()
+
+
+def test_black_and_white_images_under_the_discretized_logistic_keep_every_pixel(tmp_path, digits):
+    """0/255 images modelled as grey (--likelihood discretized_logistic): no pixel is redrawn."""
+    white = np.where(digits > 127, 255, 0).astype(np.uint8)
+    np.save(tmp_path / "bw.npy", white)
+    data = load_dataset(str(tmp_path / "bw.npy"), likelihood="discretized_logistic", split=[0.5, 0.25, 0.25])
+    values = np.sort(np.concatenate([data.train, data.validation, data.test]).reshape(-1))
+    np.testing.assert_array_equal(values, np.sort(((white.astype(np.float32) + 0.5) / 256).reshape(-1)))
+
+
+MORE_BAD_INPUTS = {
+    "a corrupt compressed npz": "cannot read .* as a .npz archive",
+    "images of zero height": "an image has at least one pixel",
+    "a test folder without a train folder": "has a test/ folder but no train/ folder",
+    "--split for data that have all three splits": "--split applies to data without them",
+}
+
+
+@pytest.mark.parametrize("case", MORE_BAD_INPUTS, ids=list(MORE_BAD_INPUTS))
+def test_more_bad_input_is_one_data_error(tmp_path, digits, case):
+    options = {}
+    if case == "a corrupt compressed npz":
+        np.savez_compressed(tmp_path / "d.npz", train=digits)
+        data = bytearray((tmp_path / "d.npz").read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(64)                         # zeros inside the deflated stream
+        (tmp_path / "d.npz").write_bytes(bytes(data))
+        path = tmp_path / "d.npz"
+    elif case == "images of zero height":
+        path = tmp_path / "z.npy"
+        np.save(path, np.zeros((5, 0, 28), np.uint8))
+    elif case == "a test folder without a train folder":
+        path = write_pngs(tmp_path / "only-test" / "test", digits[:5]).parent
+    else:
+        path = tmp_path / "s.npz"
+        np.savez(path, train=digits[:40], validation=digits[40:50], test=digits[50:])
+        options = {"split": [0.5, 0.25, 0.25]}
+    with pytest.raises(DataError, match=MORE_BAD_INPUTS[case]):
+        load_dataset(str(path), **options)
+
+
+def test_offline_means_1_true_yes_or_on(monkeypatch):
+    for value, off in (("1", True), ("true", True), ("On", True), ("0", False), ("false", False), ("", False)):
+        monkeypatch.setenv(user_data.OFFLINE_ENV, value)
+        assert user_data.offline() is off, value

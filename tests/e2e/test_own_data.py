@@ -151,7 +151,7 @@ def test_the_custom_networks_example_trains_exports_and_scores(tmp_path, monkeyp
     assert report["epochs"] == 2 and math.isfinite(report["test_log_likelihood"])
     assert report["test_log_likelihood"] < 0 and 0 <= report["active_units"] <= 16
     config = json.loads(Path(report["run"], "config.json").read_text())
-    assert config["networks"] == "custom_networks.conv_networks"
+    assert config["networks"] == "conv_networks"
     # the run folder needs the networks again; the SavedModel does not
     result = cli("evaluate", report["run"], "--samples", 4, "--max-examples", 10, "--quiet")
     assert result.exit_code == 2 and "trained with your own networks" in result.output

@@ -66,10 +66,14 @@ class Dataset:
         return {"train": self.train, "validation": self.validation, "test": self.test}[name]
 
 
+def input_type(likelihood: str, image_shape) -> str:
+    """What a dataset's images are, for `vampkeras datasets`: "binary", "grey" or "colour"."""
+    return "binary" if likelihood == "bernoulli" else "grey" if shapes.channels(image_shape) == 1 else "colour"
+
+
 def _spec(name, binarization, source, split_sizes, shape=(28, 28), likelihood="bernoulli", init=(0.05, 0.01),
           components=500):
-    input_type = "binary" if likelihood == "bernoulli" else "grey" if shapes.channels(shape) == 1 else "colour"
-    return DatasetSpec(name=name, image_shape=shape, input_type=input_type,
+    return DatasetSpec(name=name, image_shape=shape, input_type=input_type(likelihood, shape),
                        binarization=binarization, likelihood=likelihood, pseudo_init_mean=init[0],
                        pseudo_init_std=init[1], num_components=components, split_sizes=split_sizes, source=source)
 
@@ -331,7 +335,9 @@ def cifar10_values(pixels: np.ndarray) -> np.ndarray:
 
 def _load_cifar10(data_dir, download):
     """CIFAR-10 as the authors' code loads it: the 50000 training images in the archive's order, the last 10000
-    (data_batch_5) the validation set, the 10000 test images; (N, 32·32·3) in (H, W, C) order."""
+    (data_batch_5) the validation set, the 10000 test images; (N, 32·32·3) in (H, W, C) order. From TFDS
+    (when the archive is not in the data folder) the validation set is the last 10000 of TFDS's training
+    order, which TFDS shuffled when it prepared the set: other images than data_batch_5."""
     if not files_present("cifar10", data_dir):
         arrays = tfds_arrays("cifar10", ("train", "test"), data_dir)
         if arrays is not None:
@@ -460,8 +466,10 @@ def check_same_data(recorded: dict | None, dataset: Dataset, what: str) -> None:
     changed = [name for name, split in recorded.get("splits", {}).items()
                if dataset.record["splits"].get(name) != split]
     if changed:
-        details = "; ".join(f"{name}: {recorded['splits'][name]['count']} images recorded, "
-                            f"{dataset.record['splits'][name]['count']} now" for name in changed)
+        def detail(name):
+            before, now = recorded["splits"][name].get("count"), dataset.record["splits"][name]["count"]
+            return f"{name}: {before} images recorded, {now} now" if before != now else f"{name}: other images"
+        details = "; ".join(detail(name) for name in changed)
         raise DataError(f"the data of {dataset.spec.name} changed since the run was trained (the {', '.join(changed)} "
                         f"split{'s' if len(changed) > 1 else ''} differ{'' if len(changed) > 1 else 's'}: {details}); "
                         f"{what} refuses other data under the same name")
@@ -487,7 +495,7 @@ def spec_for(config) -> DatasetSpec:
                         "likelihood): it was not written by vampkeras train")
     splits = record.get("splits", {})
     return DatasetSpec(name=config.dataset, image_shape=shapes.canonical(record["image_shape"]),
-                       input_type="binary" if record["likelihood"] == "bernoulli" else "grey",
+                       input_type=input_type(record["likelihood"], record["image_shape"]),
                        binarization=record["binarization"], likelihood=record["likelihood"],
                        pseudo_init_mean=config.pseudo_init_mean, pseudo_init_std=config.pseudo_init_std,
                        num_components=config.num_components,

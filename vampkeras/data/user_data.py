@@ -26,12 +26,14 @@ import dataclasses
 import logging
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from vampkeras import shapes
 from vampkeras.data import sources
+from vampkeras.data.registry import EVAL_BINARIZATION_SEED, SPLIT_SEED, input_type
 from vampkeras.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -39,18 +41,16 @@ logger = logging.getLogger(__name__)
 TFDS_PREFIX = "tfds:"
 TFDS_BATCH = 1000                   # images per read from TFDS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "valid", "val"), "test": ("test",)}
-NPZ_SPLITS = {"train": ("train",), "validation": ("validation", "valid", "val"), "test": ("test",)}
+# The names a split may have: folders of a --dataset folder, arrays of a .npz, TFDS splits
+SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "valid", "val"), "test": ("test",)}
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
-SPLIT_SEED = 2017                   # the registry's: fixed splits that never depend on the run
-BINARIZATION_SEED = 1234
 BINARIZATIONS = ("dynamic", "static", "none")
 DEFAULT_COMPONENTS = 500            # the paper's K for its 28x28 datasets
-OFFLINE_ENV = "VAMPKERAS_OFFLINE"   # set (to anything but "" or 0): never download, name what to fetch instead
+OFFLINE_ENV = "VAMPKERAS_OFFLINE"   # 1/true/yes/on: never download, name what to fetch instead
 
 
 def offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,8 +147,12 @@ def _describe(shape) -> str:
 
 def _read_folder(folder: Path) -> dict[str, np.ndarray]:
     present = {split: [folder / name for name in names if (folder / name).is_dir()]
-               for split, names in SPLIT_FOLDERS.items()}
+               for split, names in SPLIT_NAMES.items()}
     if not present["train"]:
+        if present["validation"] or present["test"]:      # (reading them as unsplit data would train on them)
+            found = (present["validation"] + present["test"])[0].name
+            raise DataError(f"{folder} has a {found}/ folder but no train/ folder: put the training images into "
+                            "train/, or use no split folders at all")
         return {"all": _read_folder_images(folder)}
     for split, found in present.items():
         if len(found) > 1:
@@ -170,13 +174,15 @@ def _read_array(array: np.ndarray, where: str) -> np.ndarray:
                         "with C = 1 or 3")
     if len(array) == 0:
         raise DataError(f"no images in {where}: the array is empty")
+    if 0 in array.shape[1:]:
+        raise DataError(f"{where} holds images of shape {array.shape[1:]}: an image has at least one pixel")
     return array
 
 
 def _load_npy(path: Path, where: str | None = None) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+    except (ValueError, OSError, EOFError, zlib.error) as error:
         raise DataError(f"cannot read {path} as a .npy array of numbers ({error})") from None
     return _read_array(array, where or str(path))
 
@@ -188,7 +194,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             if not names:
                 raise DataError(f"no images in {path}: the archive holds no arrays")
             chosen = {}
-            for split, aliases in NPZ_SPLITS.items():
+            for split, aliases in SPLIT_NAMES.items():
                 found = [name for name in aliases if name in names]
                 if len(found) > 1:
                     raise DataError(f"{path} holds arrays {' and '.join(found)}: name one {split} array")
@@ -202,7 +208,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             if "train" not in chosen:
                 raise DataError(f"{path} has {', '.join(chosen.values())} but no train array")
             return {split: _read_array(archive[name], f"{path} (array {name!r})") for split, name in chosen.items()}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise DataError(f"cannot read {path} as a .npz archive of arrays ({error})") from None
 
 
@@ -245,22 +251,22 @@ def read_tfds(name: str, data_dir: Path, download: bool) -> dict[str, np.ndarray
     if not image_keys:
         raise DataError(f"tfds:{name} has no image feature (its features: {', '.join(builder.info.features)})")
     splits = {}
-    # (the prepared dataset's metadata list its splits; without them, as under tfds.testing.mock_data, the
-    # usual names are tried)
-    available = list(builder.info.splits) or [alias for aliases in SPLIT_FOLDERS.values() for alias in aliases]
-    for split, aliases in SPLIT_FOLDERS.items():
-        for alias in (alias for alias in aliases if alias in available):
+    known = list(builder.info.splits)   # empty without prepared metadata (tfds.testing.mock_data): try the names
+    for split, aliases in SPLIT_NAMES.items():
+        for alias in (alias for alias in aliases if not known or alias in known):
             try:
                 batches = [batch[image_keys[0]] for batch in tfds.as_numpy(
                     builder.as_dataset(split=alias, batch_size=TFDS_BATCH))]
-            except Exception as error:      # an unknown split name: TFDS raises ValueError or KeyError
-                logger.info("tfds:%s has no split %s (%s)", name, alias, type(error).__name__)
-                continue
+            except Exception as error:      # TFDS raises many types
+                if not known:               # (an unknown split name, as far as we can tell)
+                    continue
+                reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+                raise DataError(f"cannot read the {alias} split of tfds:{name} ({reason})") from None
             images = np.concatenate(batches) if batches else np.zeros([0, 1, 1], np.uint8)
             splits[split] = _read_array(images, f"tfds:{name} ({alias})")
             break
     if "train" not in splits:
-        raise DataError(f"tfds:{name} has no train split (it has {', '.join(available)})")
+        raise DataError(f"tfds:{name} has no train split (it has {', '.join(known) or 'none we know of'})")
     logger.info("loaded tfds:%s (%s)", name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     return splits
 
@@ -400,22 +406,27 @@ def load(source: DataSource, data_dir=None, likelihood: str | None = None, binar
     if shapes.channels(image_shape) not in (1, 3):
         raise DataError(f"{where}: images have {shapes.channels(image_shape)} channels; vampkeras models 1 (grey) "
                         "or 3 (colour)")
-    likelihood, binarization = choose_modelling(_is_binary(raw), likelihood, binarization, where)
+    binary = _is_binary(raw)
+    likelihood, binarization = choose_modelling(binary, likelihood, binarization, where)
+    if split is not None and {"train", "validation", "test"} <= set(raw):
+        raise DataError(f"{where} has its own train, validation and test splits; --split applies to data without "
+                        "them")
     centre_bins = likelihood == "discretized_logistic"
     values = {name: _as_unit_values(images, f"{where} ({name})" if name != "all" else where, centre_bins)
               for name, images in raw.items()}
     splits = _split(values, split)
     flat = {name: np.ascontiguousarray(images.reshape(len(images), -1)) for name, images in splits.items()}
-    if binarization == "dynamic":           # validation and test binarized once; training batches afresh
-        flat["validation"] = binarize(flat["validation"], BINARIZATION_SEED)
-        flat["test"] = binarize(flat["test"], BINARIZATION_SEED + 1)
+    if binary:
+        pass                                # 0/1 already (or, for the discretized logistic, 0 and 255 at bin centres)
+    elif binarization == "dynamic":         # validation and test binarized once; training batches afresh
+        flat["validation"] = binarize(flat["validation"], EVAL_BINARIZATION_SEED)
+        flat["test"] = binarize(flat["test"], EVAL_BINARIZATION_SEED + 1)
     elif binarization == "static":
-        flat = {name: binarize(images, BINARIZATION_SEED + offset) if not np.isin(images, (0.0, 1.0)).all()
-                else images for offset, (name, images) in enumerate(flat.items())}
+        flat = {name: binarize(images, EVAL_BINARIZATION_SEED + offset)
+                for offset, (name, images) in enumerate(flat.items())}
     check_values(list(flat.values()), where)
     train = flat["train"]
-    spec = DatasetSpec(name=where, image_shape=image_shape, input_type="binary" if likelihood == "bernoulli" else
-                       ("colour" if shapes.channels(image_shape) == 3 else "grey"),
+    spec = DatasetSpec(name=where, image_shape=image_shape, input_type=input_type(likelihood, image_shape),
                        binarization=binarization, likelihood=likelihood,
                        pseudo_init_mean=round(float(train.mean()), 6), pseudo_init_std=round(float(train.std()), 6),
                        num_components=DEFAULT_COMPONENTS,

@@ -84,10 +84,11 @@ def _dtype_policy(name: str):
 
 
 def networks_name(networks) -> str | None:
-    """The qualified name a run records for a ``networks`` callable (``module.function``), or None."""
+    """The name a run records for a ``networks`` callable (its qualified name, e.g. ``conv_networks``), or None."""
     if networks is None:
         return None
-    return f"{getattr(networks, '__module__', '?')}.{getattr(networks, '__qualname__', type(networks).__name__)}"
+    # (the qualified name without the module: the same whether the factory's file runs as a script or is imported)
+    return getattr(networks, "__qualname__", type(networks).__name__)
 
 
 def check_networks(config, networks) -> None:
@@ -95,6 +96,15 @@ def check_networks(config, networks) -> None:
     a run checks this before it creates anything."""
     if networks is not None and config.model != "vae":
         raise ConfigError(f"your own networks replace the VAE's; --model {config.model} has its own")
+
+
+def _own_networks(networks, spec, config):
+    """``networks(spec, config)``, checked to be an (encoder, decoder) pair of callables."""
+    made = networks(spec, config)
+    if not (isinstance(made, (tuple, list)) and len(made) == 2 and all(callable(part) for part in made)):
+        raise ConfigError(f"networks(spec, config) must return (encoder, decoder), two Keras layers or models; "
+                          f"{networks_name(networks)} returned {type(made).__name__}")
+    return made
 
 
 def build_model(config, spec, train_images: np.ndarray | None = None,
@@ -112,7 +122,7 @@ def build_model(config, spec, train_images: np.ndarray | None = None,
                       seed=config.seed, name=config.model)
         check_networks(config, networks)
         if config.model == "vae":
-            encoder, decoder = networks(spec, config) if networks is not None else (None, None)
+            encoder, decoder = _own_networks(networks, spec, config) if networks is not None else (None, None)
             model = VAE(spec.image_shape, prior, encoder=encoder, decoder=decoder, **common)
         elif config.model in HIERARCHICAL:
             model = HierarchicalVAE(spec.image_shape, prior, architecture=HIERARCHICAL[config.model], **common)

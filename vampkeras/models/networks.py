@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from vampkeras import shapes
+from vampkeras.errors import ConfigError
 from vampkeras.layers import GatedConv2D, GatedDense, GaussianHead, MaskedConv2D
 
 # (filters, kernel, stride) of the conv encoders: q(z2|x) and q(z1|x, z2).
@@ -243,14 +244,14 @@ class ImageEncoder(keras.layers.Layer):
         outputs = self.network(to_images(x, self.image_shape))
         if isinstance(outputs, (list, tuple)):
             if len(outputs) != 2:
-                raise ValueError(f"the encoder returned {len(outputs)} tensors; it returns (mean, log_var)")
+                raise ConfigError(f"your encoder returned {len(outputs)} tensors; it returns (mean, log_var)")
             mean, log_var = outputs
         else:
             mean, log_var = ops.split(outputs, 2, axis=-1)
         for name, value in (("mean", mean), ("log-variance", log_var)):
             if len(value.shape) != 2 or value.shape[-1] != self.latent_dim:
-                raise ValueError(f"the encoder's {name} has shape {tuple(value.shape)}; it must be (N, "
-                                 f"{self.latent_dim}), N images by latent_dim")
+                raise ConfigError(f"your encoder's {name} has shape {tuple(value.shape)}; it must be (N, "
+                                  f"{self.latent_dim}), N images by latent_dim")
         return ops.cast(mean, "float32"), ops.clip(ops.cast(log_var, "float32"), -6.0, 2.0)
 
 
@@ -273,6 +274,6 @@ class ImageDecoder(keras.layers.Layer):
         if len(outputs.shape) == 4 and tuple(outputs.shape[1:]) == (height, width, self.outputs_per_value * channels):
             outputs = from_channels(outputs, self.image_shape)
         elif not (len(outputs.shape) == 2 and outputs.shape[-1] == units):
-            raise ValueError(f"the decoder returned shape {tuple(outputs.shape)}; the likelihood needs (N, {units}) "
-                             f"or (N, {height}, {width}, {self.outputs_per_value * channels})")
+            raise ConfigError(f"your decoder returned shape {tuple(outputs.shape)}; the likelihood needs (N, {units}) "
+                              f"or (N, {height}, {width}, {self.outputs_per_value * channels})")
         return ops.cast(outputs, "float32")
