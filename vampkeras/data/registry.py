@@ -175,7 +175,9 @@ def binarize(images: np.ndarray, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).uniform(size=images.shape) < images).astype(np.float32)
 
 
-def _dynamic(train, validation, test):
+def dynamic_splits(train, validation, test):
+    """The splits of a dynamically binarized dataset: grey training images (binarized afresh every batch by
+    the pipeline), validation and test binarized once with fixed seeds."""
     return train, binarize(validation, EVAL_BINARIZATION_SEED), binarize(test, EVAL_BINARIZATION_SEED + 1)
 
 
@@ -194,7 +196,7 @@ def mnist5k_pixels() -> np.ndarray:
 def _load_mnist5k(data_dir, download):
     images = mnist5k_pixels().astype(np.float32) / 255.0
     images = images[np.random.default_rng(SPLIT_SEED).permutation(len(images))]
-    return _dynamic(images[:4000], images[4000:4500], images[4500:])
+    return dynamic_splits(images[:4000], images[4000:4500], images[4500:])
 
 
 def _load_dynamic_mnist(data_dir, download):
@@ -202,14 +204,14 @@ def _load_dynamic_mnist(data_dir, download):
         arrays = tfds_arrays("mnist", ("train", "test"), data_dir)
         if arrays is not None:
             train, test = (a.reshape(len(a), -1).astype(np.float32) / 255.0 for a in arrays)
-            return _dynamic(train[:50000], train[50000:], test)
+            return dynamic_splits(train[:50000], train[50000:], test)
     train_path = _local_or_remote(data_dir, "mnist_train", download)
     test_path = _local_or_remote(data_dir, "mnist_test", download)
     train, test = sources.read_idx_images(train_path), sources.read_idx_images(test_path)
     if train.shape != (60000, 784) or test.shape != (10000, 784):
         raise DataError(f"MNIST files under {data_dir / 'mnist'} have shapes {train.shape} and {test.shape}, "
                         "expected (60000, 784) and (10000, 784)")
-    return _dynamic(train[:50000], train[50000:], test)
+    return dynamic_splits(train[:50000], train[50000:], test)
 
 
 def _load_static_mnist(data_dir, download):
@@ -281,7 +283,7 @@ def _omniglot_from_originals(ink: np.ndarray, source: str = "originals") -> tupl
 
 
 def _load_omniglot_dynamic(data_dir, download):
-    return _dynamic(*_load_omniglot(data_dir, download))
+    return dynamic_splits(*_load_omniglot(data_dir, download))
 
 
 def _load_caltech101(data_dir, download):

@@ -394,7 +394,7 @@ def load(source: DataSource, data_dir=None, likelihood: str | None = None, binar
          split=None, download: bool = True):
     """The source's images as a :class:`vampkeras.data.Dataset` (flattened float32 (N, D) splits) with a spec
     built from the data: image shape, likelihood, binarization, pseudo-input initialisation."""
-    from vampkeras.data.registry import Dataset, DatasetSpec, binarize, check_values
+    from vampkeras.data.registry import Dataset, DatasetSpec, binarize, check_values, dynamic_splits
 
     raw = read_raw(source, data_dir, download)
     where = source.argument
@@ -419,8 +419,8 @@ def load(source: DataSource, data_dir=None, likelihood: str | None = None, binar
     if binary:
         pass                                # 0/1 already (or, for the discretized logistic, 0 and 255 at bin centres)
     elif binarization == "dynamic":         # validation and test binarized once; training batches afresh
-        flat["validation"] = binarize(flat["validation"], EVAL_BINARIZATION_SEED)
-        flat["test"] = binarize(flat["test"], EVAL_BINARIZATION_SEED + 1)
+        flat["train"], flat["validation"], flat["test"] = dynamic_splits(flat["train"], flat["validation"],
+                                                                         flat["test"])
     elif binarization == "static":
         flat = {name: binarize(images, EVAL_BINARIZATION_SEED + offset)
                 for offset, (name, images) in enumerate(flat.items())}
