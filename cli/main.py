@@ -9,8 +9,8 @@ from click.core import ParameterSource
 
 # none of these imports TensorFlow: options are checked before it loads (vampkeras_cli.common.load_tensorflow)
 from vampkeras import __version__
-from vampkeras.config import (LIKELIHOODS, MAX_IMPORTANCE_SAMPLES, MODELS, OPTIMIZERS, PRIORS, PSEUDO_INITS,
-                              STRATEGIES)
+from vampkeras.config import (GATED_NORMGRADS, INITS, LIKELIHOODS, MAX_IMPORTANCE_SAMPLES, MODELS, OPTIMIZERS,
+                              PRIORS, PSEUDO_INITS, STRATEGIES)
 from vampkeras.data.user_data import BINARIZATIONS
 from vampkeras.run_folder import EVALUATION_FILE, FIGURES_DIR
 from vampkeras_cli.common import (DATASET, FINITE_FLOAT, POSITIVE_FLOAT, SEED, SPLIT, Progress, load_tensorflow,
@@ -52,7 +52,8 @@ def main(verbose):
 @click.option("--weighted", is_flag=True,
               help="Trainable mixture weights for mog/vampprior priors (the weighted VampPrior, paper §6).")
 @click.option("--pseudo-init", type=click.Choice(PSEUDO_INITS), default="random", show_default=True,
-              help="Initialise pseudo-inputs from N(mean, std) of the dataset, or from K random training images.")
+              help="Initialise pseudo-inputs from N(mean, std) of the dataset, from K random training images, "
+                   "or from K random training images plus N(0, 0.01²) noise (the authors' code).")
 @click.option("--pseudo-init-mean", type=FINITE_FLOAT, default=None,
               help="Mean of the random pseudo-input initialisation [default: the dataset's, 0.05 for MNIST].")
 @click.option("--pseudo-init-std", type=FINITE_FLOAT.at_least(0), default=None,
@@ -66,6 +67,12 @@ def main(verbose):
 @click.option("--lr", type=POSITIVE_FLOAT, default=5e-4, show_default=True, help="Learning rate (> 0).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default="adam-normgrad", show_default=True,
               help="Adam on normalized gradients (the paper's) or plain Adam.")
+@click.option("--gated-normgrad", type=click.Choice(GATED_NORMGRADS), default="joint", show_default=True,
+              help="adam-normgrad on a gated layer's two halves (h, g), which share one kernel here: normalize "
+                   "them together, or each half alone as the authors' code does (docs/RESULTS.md compares).")
+@click.option("--init", type=click.Choice(INITS), default="paper", show_default=True,
+              help="Weight initialisation: the paper's Glorot with zero biases, or the authors' code's "
+                   "(He-normal dense weights, PyTorch's default biases and convolutions).")
 @click.option("--seed", type=SEED, default=14, show_default=True, help="Random seed of the run, in [0, 2^31).")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None,
               help="Use at most N examples of every split (quick runs).")

@@ -70,6 +70,8 @@ def test_validate_accepts_defaults_and_boundary_values():
     ("model", "transformer", "unknown model 'transformer'"),
     ("optimizer", "sgd", "unknown optimizer 'sgd'"),
     ("pseudo_init", "zeros", "--pseudo-init"),
+    ("init", "xavier", "unknown --init 'xavier'"),
+    ("gated_normgrad", "per-layer", "unknown --gated-normgrad 'per-layer'"),
     ("pseudo_init_std", -0.01, "std"),
     ("latent_dim", 0, "latent dimension"),
     ("hidden_units", 0, "hidden units"),
@@ -89,6 +91,22 @@ def test_validate_raises_config_error_naming_the_bad_option(field, value, messag
 @pytest.mark.parametrize("strategy", ["default", "mirrored", "multiworker"])
 def test_every_strategy_is_valid(strategy):
     assert RunConfig(strategy=strategy).validate().strategy == strategy
+
+
+def test_per_half_normgrad_needs_adam_normgrad():
+    RunConfig(gated_normgrad="per-half").validate()
+    with pytest.raises(ConfigError, match="--gated-normgrad per-half applies to --optimizer adam-normgrad only"):
+        RunConfig(gated_normgrad="per-half", optimizer="adam").validate()
+
+
+def test_a_config_saved_before_the_authors_options_loads_with_the_paper_settings():
+    """config.json of runs trained before --init and --gated-normgrad existed (e.g. docs/results/): the
+    defaults are what those runs did, so a resumed run agrees with its saved config."""
+    values = RunConfig().to_dict()
+    del values["init"], values["gated_normgrad"]
+    loaded = RunConfig.from_dict(values)
+    assert (loaded.init, loaded.gated_normgrad) == ("paper", "joint")
+    assert loaded.model_differences(RunConfig()) == []
 
 
 def test_replicas_only_for_mirrored():
@@ -139,6 +157,7 @@ def test_model_differences_lists_changed_model_fields():
     ("dataset", "static_mnist"), ("prior", "standard"), ("num_components", 3), ("pseudo_init", "data"),
     ("pseudo_init_mean", 0.5), ("pseudo_init_std", 0.5), ("latent_dim", 2), ("hidden_units", 5),
     ("max_examples", 10), ("seed", 1), ("batch_size", 7), ("optimizer", "adam"), ("lr", 0.1), ("warmup", 1),
+    ("init", "authors"), ("gated_normgrad", "per-half"), ("pseudo_init", "noisy-data"),
 ])
 def test_each_model_field_is_a_difference(field, value):
     saved = RunConfig(num_components=500, pseudo_init_mean=0.05, pseudo_init_std=0.01)

@@ -99,3 +99,71 @@ def test_gaussian_head_custom_clip_bounds():
     _, log_var = head(x)
     log_var = keras.ops.convert_to_numpy(log_var)
     assert log_var.min() == pytest.approx(-1.0) and log_var.max() == pytest.approx(0.5)
+
+
+# -- --init authors: the authors' code's initialisation ------------------------------------------------------
+def authors_test_model():
+    """A built layer holding each kind of layer initialize_as_authors draws again."""
+    from vampkeras.layers import GatedConv2D, MaskedConv2D
+
+    class Holder(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.gated = GatedDense(300)
+            self.dense = keras.layers.Dense(500)
+            self.gated_conv = GatedConv2D(64, 3)
+            self.masked = MaskedConv2D(64, 5, "B")
+            self.conv = keras.layers.Conv2D(32, 1)
+
+    holder = Holder()
+    holder.gated.build((None, 784))
+    holder.dense.build((None, 300))
+    holder.gated_conv.build((None, 8, 8, 32))
+    holder.masked.build((None, 8, 8, 64))
+    holder.conv.build((None, 8, 8, 64))
+    return holder
+
+
+def test_authors_init_is_he_normal_for_dense_and_pytorch_default_for_conv():
+    from vampkeras.layers import initialize_as_authors
+
+    keras.utils.set_random_seed(5)
+    holder = authors_test_model()
+    initialize_as_authors(holder, seed=7)
+    for layer, fan_in in ((holder.gated, 784), (holder.dense, 300)):
+        kernel = layer.kernel.numpy().astype(np.float64)
+        # He-normal N(0, 2/fan_in): ≥ 150 000 draws, so the std is within 1 % and the mean near 0
+        assert kernel.std() == pytest.approx(np.sqrt(2.0 / fan_in), rel=0.01)
+        assert abs(kernel.mean()) < 0.01 * np.sqrt(2.0 / fan_in) * 3
+        assert np.abs(kernel).max() > 3.5 * np.sqrt(2.0 / fan_in)          # a normal, not a uniform
+        bias = layer.bias.numpy()
+        bound = 1.0 / np.sqrt(fan_in)                                    # PyTorch's default bias
+        assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0.9 * bound
+        assert bias.std() == pytest.approx(bound / np.sqrt(3.0), rel=0.1)
+    for layer, fan_in in ((holder.gated_conv, 9 * 32), (holder.masked, 25 * 64), (holder.conv, 64)):
+        bound = 1.0 / np.sqrt(fan_in)                                    # U(±1/√fan_in), weight and bias
+        kernel = layer.kernel.numpy()
+        assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.99 * bound
+        assert kernel.std() == pytest.approx(bound / np.sqrt(3.0), rel=0.02)
+        bias = layer.bias.numpy()
+        assert np.abs(bias).max() <= bound and np.any(bias != 0)
+
+
+def test_authors_init_is_deterministic_in_the_seed():
+    from vampkeras.layers import initialize_as_authors
+
+    first, second, other = authors_test_model(), authors_test_model(), authors_test_model()
+    initialize_as_authors(first, seed=3)
+    initialize_as_authors(second, seed=3)
+    initialize_as_authors(other, seed=4)
+    for a, b, c in zip(first.weights, second.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert not np.array_equal(a.numpy(), c.numpy())
+
+
+def test_gated_variables_are_the_kernels_and_biases_of_the_gated_layers():
+    from vampkeras.layers import gated_variables
+
+    holder = authors_test_model()
+    assert [v.path for v in gated_variables(holder)] == [
+        holder.gated.kernel.path, holder.gated.bias.path, holder.gated_conv.kernel.path, holder.gated_conv.bias.path]

@@ -430,3 +430,41 @@ def test_xla_train_steps_equal_graph_mode_steps_and_repeat_exactly(model_kind, p
     assert again_losses == xla_losses
     for a, b in zip(again_weights, xla_weights):
         np.testing.assert_array_equal(a, b)
+
+
+def test_noisy_data_pseudo_inputs_are_the_same_training_images_plus_small_noise():
+    """--pseudo-init noisy-data (the authors' use_training_data_init): the images --pseudo-init data picks,
+    plus N(0, 0.01²) noise, still trainable."""
+    from vampkeras.models import NOISY_DATA_STD
+
+    images = np.random.default_rng(15).uniform(0.1, 0.9, size=(40, 400)).astype(np.float32)
+    clean = build_model(config(pseudo_init="data", num_components=20), ImageSpec((20, 20)), train_images=images)
+    noisy = build_model(config(pseudo_init="noisy-data", num_components=20), ImageSpec((20, 20)), train_images=images)
+    noise = noisy.prior.pseudo_input_weights.numpy() - clean.prior.pseudo_input_weights.numpy()
+    assert noise.std() == pytest.approx(NOISY_DATA_STD, rel=0.05) and NOISY_DATA_STD == 0.01   # 8000 draws
+    assert abs(noise.mean()) < 0.001
+    assert id(noisy.prior.pseudo_input_weights) in {id(v) for v in noisy.trainable_variables}
+
+
+def test_authors_init_draws_every_network_weight_again_and_leaves_the_prior_alone():
+    from vampkeras.layers import gated_variables
+
+    images = np.random.default_rng(16).uniform(size=(12, PIXELS)).astype(np.float32)
+    for model_kind in ("vae", "hvae"):
+        paper = build_model(config(model=model_kind), ImageSpec(IMAGE_SHAPE), train_images=images)
+        authors = build_model(config(model=model_kind, init="authors"), ImageSpec(IMAGE_SHAPE), train_images=images)
+        for before, after in zip(paper.weights, authors.weights):
+            assert before.path == after.path
+            if "pseudo_inputs" in before.path or "mixture_logits" in before.path or before.path.endswith("beta"):
+                np.testing.assert_array_equal(before.numpy(), after.numpy())
+            else:                                 # every kernel and bias, biases no longer zero
+                assert not np.array_equal(before.numpy(), after.numpy()), before.path
+        gated = gated_variables(authors)
+        assert len(gated) == len({v.path for v in gated}) == 2 * (4 if model_kind == "vae" else 10)   # hvae: q(z2|x) 2, q(z1|x,z2) 3, p(z1|z2) 2, p(x|z1,z2) 3
+
+
+def test_own_networks_refuse_the_authors_init():
+    from vampkeras.models import check_networks
+
+    with pytest.raises(ConfigError, match="--init authors"):
+        check_networks(config(init="authors"), lambda spec, config: None)

@@ -221,3 +221,69 @@ def test_without_the_private_state_the_update_is_keras_own_with_one_warning(name
     for got, keras_value, sequence in zip(fallback, keras_today, (first, second)):
         np.testing.assert_allclose(got, keras_value, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(got, np_adam(expected_sequence(name, sequence), 0.01), rtol=1e-5, atol=1e-7)
+
+
+# -- --gated-normgrad per-half: a gated layer's fused halves normalized as two tensors --------------------------
+def halved_sequences(seed):
+    """Gradients for two steps of a fused gated kernel (30, 2·20) and bias (40,), whose h and g halves have
+    norms that differ a lot (so that normalizing jointly or per half gives different updates), and of a
+    plain (7,) tensor."""
+    rng = np.random.default_rng(seed)
+    kernel = [np.concatenate([s * rng.normal(size=(30, 20)), rng.normal(size=(30, 20)) / s], axis=-1)
+              for s in (30.0, 0.1)]
+    bias = [np.concatenate([rng.normal(size=20) / s, s * rng.normal(size=20)]) for s in (5.0, 0.2)]
+    plain = [rng.normal(size=7) * s for s in (3.0, 0.01)]
+    return kernel, bias, plain
+
+
+def per_half(gradient):
+    value, gate = np.split(gradient, 2, axis=-1)
+    return np.concatenate([value / (np.linalg.norm(value) + 1e-7), gate / (np.linalg.norm(gate) + 1e-7)], axis=-1)
+
+
+@pytest.mark.parametrize("update", ["keras", "fused-eager", "fused-compiled"])
+def test_per_half_normgrad_normalizes_each_half_of_a_fused_variable_alone(update):
+    kernel, bias, plain = halved_sequences(31)
+    variables = [keras.Variable(np.zeros_like(seq[0], np.float32), name=name)
+                 for seq, name in zip((kernel, bias, plain), ("kernel", "bias", "plain"))]
+    optimizer = optimizers.build("adam-normgrad", 0.01, halved_variables=variables[:2])
+    assert optimizer.halved_paths == tuple(sorted(v.path for v in variables[:2]))
+    step = (lambda g: optimizer.apply(g, variables)) if update == "keras" else (
+        lambda g: optimizers.apply_gradients(optimizer, g, variables))
+    if update == "fused-compiled":
+        optimizer.build(variables)
+        step = tf.function(step)
+    for t in range(2):
+        step([tf.constant(seq[t], tf.float32) for seq in (kernel, bias, plain)])
+    got = [v.numpy().astype(np.float64) for v in variables]
+    np.testing.assert_allclose(got[0], np_adam([per_half(g) for g in kernel], 0.01), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got[1], np_adam([per_half(g) for g in bias], 0.01), rtol=1e-5, atol=1e-7)
+    # the plain tensor is normalized as a whole, as before
+    np.testing.assert_allclose(got[2], np_adam(expected_sequence("adam-normgrad", plain), 0.01), rtol=1e-5, atol=1e-7)
+    # and the joint normalization would have gone elsewhere: the test can tell the two apart
+    joint = np_adam(expected_sequence("adam-normgrad", kernel), 0.01)
+    assert np.abs(joint - got[0]).max() > 1e-3
+
+
+def test_per_half_fused_update_equals_two_separate_layers_as_in_the_authors_code():
+    """The reference: h and g as two separate tensors (two nn.Linear in the authors' code), each normalized as
+    a whole by the per-tensor AdamNormGrad, equal the fused kernel's per-half update."""
+    kernel, _, _ = halved_sequences(32)
+    fused = keras.Variable(np.zeros_like(kernel[0], np.float32), name="fused")
+    optimizer = optimizers.build("adam-normgrad", 0.01, halved_variables=[fused])
+    halves = [keras.Variable(np.zeros((30, 20), np.float32), name=name) for name in ("h", "g")]
+    separate = optimizers.build("adam-normgrad", 0.01)
+    for g in kernel:
+        optimizer.apply([tf.constant(g, tf.float32)], [fused])
+        separate.apply([tf.constant(half, tf.float32) for half in np.split(g, 2, axis=-1)], halves)
+    np.testing.assert_allclose(fused.numpy(), np.concatenate([h.numpy() for h in halves], axis=-1),
+                               rtol=1e-6, atol=1e-8)
+
+
+def test_halved_variables_need_adam_normgrad_and_survive_the_config_round_trip():
+    variable = keras.Variable(np.zeros(4, np.float32), name="gated_kernel")
+    with pytest.raises(ValueError, match="adam-normgrad only"):
+        optimizers.build("adam", 0.01, halved_variables=[variable])
+    optimizer = optimizers.build("adam-normgrad", 0.01, halved_variables=[variable])
+    again = optimizers.AdamNormGrad.from_config(optimizer.get_config())
+    assert again.halved_paths == optimizer.halved_paths == (variable.path,)

@@ -6,6 +6,7 @@ SavedModel), resuming it for one more epoch, and the refusals of your own ``netw
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from vampkeras.training import steps_per_execution
@@ -165,3 +166,35 @@ def test_own_networks_for_a_hierarchical_model_are_refused_before_any_run_folder
     with pytest.raises(ConfigError, match="--model hvae"):
         train(tiny_config(tmp_path, model="hvae", epochs=1), networks=own_networks, verbose=0)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_authors_settings_reach_the_model_and_the_optimizer(tmp_path, monkeypatch):
+    """--init authors, --gated-normgrad per-half and --pseudo-init noisy-data: recorded in config.json, and
+    what the run builds uses them (the layers' and the optimizer's own tests check the arithmetic)."""
+    from vampkeras import layers, models, optimizers
+    from vampkeras.training import train
+
+    built, initialised = {}, []
+    real_build, real_init = optimizers.build, models.initialize_as_authors
+
+    def spy_build(name, learning_rate, loss_scaling=False, halved_variables=()):
+        optimizer = real_build(name, learning_rate, loss_scaling, halved_variables)
+        built["optimizer"] = optimizer
+        return optimizer
+
+    def spy_init(model, seed):
+        initialised.append(seed)
+        real_init(model, seed)
+        built["model"] = model
+
+    monkeypatch.setattr(optimizers, "build", spy_build)
+    monkeypatch.setattr(models, "initialize_as_authors", spy_init)
+    result = train(tiny_config(tmp_path, epochs=1, init="authors", gated_normgrad="per-half",
+                               pseudo_init="noisy-data", seed=9), verbose=0)
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert (saved["init"], saved["gated_normgrad"], saved["pseudo_init"]) == ("authors", "per-half", "noisy-data")
+    assert initialised[0] == 9                                    # the training model, with the run's seed
+    gated = layers.gated_variables(built["model"])
+    assert len(gated) == 8                                        # 4 gated layers in the VAE: kernels and biases
+    assert built["optimizer"].halved_paths == tuple(sorted(v.path for v in gated))
+    assert np.isfinite(result.best_val_loss)

@@ -16,8 +16,10 @@ from vampkeras.errors import ConfigError
 
 MODELS = ("vae", "hvae", "convhvae", "pixelhvae")
 PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
-PSEUDO_INITS = ("random", "data")
+PSEUDO_INITS = ("random", "data", "noisy-data")
 OPTIMIZERS = ("adam-normgrad", "adam")
+INITS = ("paper", "authors")                    # vampkeras.layers.initialize_as_authors
+GATED_NORMGRADS = ("joint", "per-half")         # vampkeras.optimizers.AdamNormGrad
 STRATEGIES = ("default", "mirrored", "multiworker")
 LIKELIHOODS = ("bernoulli", "discretized_logistic")     # vampkeras.likelihoods.LIKELIHOODS, without TensorFlow
 
@@ -36,7 +38,7 @@ SEED_LIMIT = 2 ** 31
 MODEL_FIELDS = (
     "dataset", "likelihood", "binarization", "split", "model", "prior", "num_components", "pseudo_init", "weighted",
     "pseudo_init_mean", "pseudo_init_std", "latent_dim", "hidden_units", "networks", "max_examples", "seed",
-    "batch_size", "optimizer", "lr", "warmup", "mixed_precision",
+    "batch_size", "optimizer", "lr", "warmup", "mixed_precision", "init", "gated_normgrad",
 )
 
 
@@ -82,6 +84,8 @@ class RunConfig:
     batch_size: int = 100
     lr: float = 5e-4
     optimizer: str = "adam-normgrad"
+    gated_normgrad: str = "joint"    # adam-normgrad on a gated layer's fused h/g halves: together or each alone
+    init: str = "paper"              # "paper": Glorot, zero biases; "authors": as the authors' released code
     seed: int = 14
     max_examples: int | None = None
     data_dir: str | None = None
@@ -123,6 +127,11 @@ class RunConfig:
              f"unknown --pseudo-init {self.pseudo_init!r}; choose one of: {', '.join(PSEUDO_INITS)}")
         need(self.optimizer in OPTIMIZERS,
              f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        need(self.gated_normgrad in GATED_NORMGRADS,
+             f"unknown --gated-normgrad {self.gated_normgrad!r}; choose one of: {', '.join(GATED_NORMGRADS)}")
+        need(self.gated_normgrad == "joint" or self.optimizer == "adam-normgrad",
+             "--gated-normgrad per-half applies to --optimizer adam-normgrad only")
+        need(self.init in INITS, f"unknown --init {self.init!r}; choose one of: {', '.join(INITS)}")
         need(self.num_components is None or self.num_components >= 1, "--components must be at least 1")
         need(not self.weighted or self.prior in ("mog", "vampprior", "vampprior-data"),
              "--weighted needs a mixture prior (mog, vampprior or vampprior-data)")

@@ -156,3 +156,41 @@ class MaskedConv2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "mask_type": self.mask_type}
+
+
+def sublayers(root: keras.layers.Layer) -> list:
+    """Every layer inside ``root`` (not ``root`` itself), each once, in the order Keras tracks them."""
+    return [layer for layer in root._flatten_layers(include_self=False, recursive=True)]
+
+
+def gated_variables(root: keras.layers.Layer) -> list:
+    """The kernels and biases of the gated layers inside ``root``: variables whose last axis holds the two
+    halves (h, then g) of a :class:`GatedDense` or :class:`GatedConv2D`."""
+    return [variable for layer in sublayers(root) if isinstance(layer, (GatedDense, GatedConv2D))
+            for variable in (layer.kernel, layer.bias)]
+
+
+def initialize_as_authors(root: keras.layers.Layer, seed: int) -> None:
+    """Draw the weights of every dense and convolutional layer inside ``root`` (a built model) again, as the
+    authors' released PyTorch code initialises them (the paper's §5.1 says Glorot, which :mod:`layers` uses).
+
+    Their code applies He-normal, N(0, 2/fan_in), to the weight of every ``nn.Linear`` and leaves the
+    bias at PyTorch's default, U(−1/√fan_in, 1/√fan_in); its convolutions keep PyTorch's default for weight
+    and bias alike, U(−1/√fan_in, 1/√fan_in) (kaiming-uniform with a = √5). A gated layer's two halves are two
+    such layers of the same fan-in there, so one draw over the fused kernel is the same distribution. Priors'
+    pseudo-inputs and mixture parameters are not layers of this kind and keep their own initialisation.
+    Deterministic in ``seed``."""
+    rng = np.random.default_rng(seed)
+    for layer in sublayers(root):
+        if isinstance(layer, (GatedDense, keras.layers.Dense)):
+            fan_in = int(layer.kernel.shape[0])
+            kernel = rng.normal(0.0, np.sqrt(2.0 / fan_in), layer.kernel.shape)
+        elif isinstance(layer, (GatedConv2D, MaskedConv2D, keras.layers.Conv2D)):
+            height, width, channels, _ = layer.kernel.shape
+            fan_in = int(height * width * channels)
+            kernel = rng.uniform(-1.0, 1.0, layer.kernel.shape) / np.sqrt(fan_in)
+        else:
+            continue
+        layer.kernel.assign(kernel.astype("float32"))
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign((rng.uniform(-1.0, 1.0, layer.bias.shape) / np.sqrt(fan_in)).astype("float32"))

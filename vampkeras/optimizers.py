@@ -21,27 +21,46 @@ _warned_about_missing_state = False
 class AdamNormGrad(keras.optimizers.Adam):
     """Adam applied to per-tensor normalized gradients g / (‖g‖₂ + ε) (paper §5.1; Yu et al. 2017).
 
-    Each weight tensor is normalized as a whole. The authors' code does the same per PyTorch parameter, but
-    where it has two linear layers per gated layer (h and g), :class:`vampkeras.layers.GatedDense` and
-    GatedConv2D hold both halves in one fused kernel and one bias, so here the two halves of a gated layer are
-    normalized together (docs/RESULTS.md lists this among the fidelity details not yet measured).
+    Each weight tensor is normalized as a whole, as the authors' code does per PyTorch parameter. Where it has
+    two linear layers per gated layer (h and g), :class:`vampkeras.layers.GatedDense` and GatedConv2D hold
+    both halves in one fused kernel and one bias (h, then g, along the last axis). By default those halves
+    are normalized together; the variables whose paths are in ``halved_paths`` (``--gated-normgrad
+    per-half``: :func:`vampkeras.layers.gated_variables`) have each half normalized alone, as the authors'
+    code does. docs/RESULTS.md measures the two at equal epochs.
 
     The normalization happens in ``update_step``, i.e. after Keras has summed the gradients over the
     replicas of a ``tf.distribute`` strategy, so distributed training normalizes the global gradient."""
 
-    def __init__(self, *args, epsilon_norm: float = 1e-7, **kwargs):
+    def __init__(self, *args, epsilon_norm: float = 1e-7, halved_paths=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.epsilon_norm = float(epsilon_norm)
+        self.halved_paths = tuple(sorted(halved_paths))
 
-    def normalized(self, gradient):
-        """``gradient / (‖gradient‖₂ + epsilon_norm)``, same shape."""
+    def build(self, variables):
+        super().build(variables)
+        paths = [variable.path for variable in variables]
+        missing = sorted(set(self.halved_paths) - set(paths))
+        if missing:
+            raise ValueError(f"halved_paths not among the optimizer's variables: {', '.join(missing)}")
+        # Keras hands update_step its backend's variable (no path), which _get_variable_index maps to the index
+        self._halved_indices = frozenset(index for index, path in enumerate(paths) if path in self.halved_paths)
+
+    def _normalized_tensor(self, gradient):
         return gradient / (tf.sqrt(2.0 * tf.nn.l2_loss(gradient)) + self.epsilon_norm)
 
+    def normalized(self, gradient, variable=None):
+        """``gradient / (‖gradient‖₂ + epsilon_norm)``, same shape; for a ``variable`` in ``halved_paths``,
+        each half of the last axis divided by its own norm."""
+        if variable is not None and self.halved_paths and self._get_variable_index(variable) in self._halved_indices:
+            value_half, gate_half = tf.split(gradient, 2, axis=-1)
+            return tf.concat([self._normalized_tensor(value_half), self._normalized_tensor(gate_half)], axis=-1)
+        return self._normalized_tensor(gradient)
+
     def update_step(self, gradient, variable, learning_rate):
-        return super().update_step(self.normalized(gradient), variable, learning_rate)
+        return super().update_step(self.normalized(gradient, variable), variable, learning_rate)
 
     def get_config(self):
-        return {**super().get_config(), "epsilon_norm": self.epsilon_norm}
+        return {**super().get_config(), "epsilon_norm": self.epsilon_norm, "halved_paths": list(self.halved_paths)}
 
 
 def _has_private_adam_state(optimizer: keras.optimizers.Optimizer) -> bool:
@@ -88,7 +107,7 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables)
         optimizer.apply(gradients, variables)
         return
     if isinstance(optimizer, AdamNormGrad):
-        gradients = [optimizer.normalized(gradient) for gradient in gradients]
+        gradients = [optimizer.normalized(gradient, variable) for gradient, variable in zip(gradients, variables)]
     step = tf.cast(optimizer.iterations + 1, tf.float32)
     beta_1 = tf.constant(optimizer.beta_1, tf.float32)
     beta_2 = tf.constant(optimizer.beta_2, tf.float32)
@@ -104,12 +123,15 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables)
     optimizer.iterations.assign_add(1)
 
 
-def build(name: str, learning_rate: float, loss_scaling: bool = False) -> keras.optimizers.Optimizer:
+def build(name: str, learning_rate: float, loss_scaling: bool = False, halved_variables=()) -> keras.optimizers.Optimizer:
     """``"adam-normgrad"`` (the paper's default) or ``"adam"``; with ``loss_scaling`` (float16 training),
     wrapped in Keras' dynamic ``LossScaleOptimizer``: the train step multiplies the loss by the scale, the
-    update divides the gradients by it and skips a step whose gradients overflowed (then halves the scale)."""
+    update divides the gradients by it and skips a step whose gradients overflowed (then halves the scale).
+    ``halved_variables``: variables whose two halves adam-normgrad normalizes separately (see AdamNormGrad)."""
+    if halved_variables and name != "adam-normgrad":
+        raise ValueError("halved_variables applies to adam-normgrad only")
     if name == "adam-normgrad":
-        optimizer = AdamNormGrad(learning_rate=learning_rate)
+        optimizer = AdamNormGrad(learning_rate=learning_rate, halved_paths=[v.path for v in halved_variables])
     elif name == "adam":
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from vampkeras import checkpoints, export, figures, optimizers, tuning
+from vampkeras import checkpoints, export, figures, layers, optimizers, tuning
 from vampkeras.config import RunConfig
 from vampkeras.data import load_dataset
 from vampkeras.data.registry import check_same_data
@@ -170,7 +170,9 @@ def _train_locked(config: RunConfig, run: RunFolder, dataset, strategy, resume: 
     steps = math.ceil(len(dataset.train) / config.batch_size)
     with strategy.scope():
         model = build_model(config, dataset.spec, dataset.train, networks=networks)
-        optimizer = optimizers.build(config.optimizer, config.lr, loss_scaling=config.mixed_precision)
+        halved = layers.gated_variables(model) if config.gated_normgrad == "per-half" else ()
+        optimizer = optimizers.build(config.optimizer, config.lr, loss_scaling=config.mixed_precision,
+                                     halved_variables=halved)
         if multiworker:
             rank_one_step_outputs(model)
         # (Keras' loop over several steps per call fails to trace under MultiWorkerMirroredStrategy:

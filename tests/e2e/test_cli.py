@@ -33,7 +33,7 @@ def test_version_and_help():
     train_help = invoke("train", "--help").output
     for option in ("--dataset", "--prior", "--components", "--pseudo-init", "--epochs", "--warmup", "--patience",
                    "--batch-size", "--lr", "--seed", "--max-examples", "--data-dir", "--run-dir", "--export",
-                   "--resume", "--jit / --no-jit", "--optimizer"):
+                   "--resume", "--jit / --no-jit", "--optimizer", "--init", "--gated-normgrad"):
         assert option in train_help, option
     evaluate_help = invoke("evaluate", "--help").output
     for option in ("--dataset", "--split", "--samples", "--batch-size", "--max-examples", "--data-dir", "--json",

@@ -7,6 +7,7 @@ import contextlib
 import numpy as np
 
 from vampkeras.errors import ConfigError
+from vampkeras.layers import initialize_as_authors
 from vampkeras.models.base import LatentVariableModel, as_seed
 from vampkeras.models.hvae import HierarchicalVAE
 from vampkeras.models.vae import VAE
@@ -22,6 +23,11 @@ MIXED_PRECISION_POLICY = "mixed_float16"
 
 HIERARCHICAL = {"hvae": "mlp", "convhvae": "conv", "pixelhvae": "pixelcnn"}
 
+# --pseudo-init values that start the pseudo-inputs from K training images; "noisy-data" adds N(0, σ²) noise
+# with the authors' σ (their code's use_training_data_init).
+DATA_PSEUDO_INITS = ("data", "noisy-data")
+NOISY_DATA_STD = 0.01
+
 
 def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
     """The prior named by ``config.prior`` for a dataset ``spec``.
@@ -36,7 +42,7 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
     if config.prior == "mog":
         return MixtureOfGaussiansPrior(latent_dim, config.num_components, weighted=config.weighted, seed=config.seed,
                                        name="prior")
-    use_data = config.prior == "vampprior-data" or config.pseudo_init == "data"
+    use_data = config.prior == "vampprior-data" or config.pseudo_init in DATA_PSEUDO_INITS
     init_images = None
     if use_data:
         if train_images is None:
@@ -44,6 +50,9 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
         check_prior_data(config, len(train_images))
         rng = np.random.default_rng(config.seed)
         init_images = train_images[rng.choice(len(train_images), config.num_components, replace=False)]
+        if config.prior == "vampprior" and config.pseudo_init == "noisy-data":
+            # the authors' use_training_data_init: K training images + N(0, 0.01²) noise, still trainable
+            init_images = init_images + rng.normal(0.0, NOISY_DATA_STD, init_images.shape).astype(init_images.dtype)
     else:
         _require_resolved(config, ["pseudo_init_mean", "pseudo_init_std"])
     return VampPrior(latent_dim, config.num_components, spec.num_pixels, init_mean=config.pseudo_init_mean,
@@ -55,9 +64,9 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
 def check_prior_data(config, num_train_images: int) -> None:
     """Refuse (ConfigError) a prior that takes its K pseudo-inputs from fewer than K training images; a run
     checks this before it creates anything."""
-    uses_data = config.prior == "vampprior-data" or (config.prior == "vampprior" and config.pseudo_init == "data")
+    uses_data = config.prior == "vampprior-data" or (config.prior == "vampprior"
+                                                     and config.pseudo_init in DATA_PSEUDO_INITS)
     if uses_data and num_train_images < config.num_components:
-        from vampkeras.errors import ConfigError
         raise ConfigError(f"--components {config.num_components} needs at least that many training images, "
                           f"but only {num_train_images} are loaded")
 
@@ -96,6 +105,9 @@ def check_networks(config, networks) -> None:
     a run checks this before it creates anything."""
     if networks is not None and config.model != "vae":
         raise ConfigError(f"your own networks replace the VAE's; --model {config.model} has its own")
+    if networks is not None and config.init != "paper":
+        raise ConfigError(f"--init {config.init} applies to vampkeras' networks; your own networks initialise "
+                          "their weights themselves")
 
 
 def _own_networks(networks, spec, config):
@@ -130,7 +142,10 @@ def build_model(config, spec, train_images: np.ndarray | None = None,
             raise ValueError(f"unknown model {config.model!r}")
         if config.jit is not None:          # None: measured on the device at hand (vampkeras.tuning)
             model.train_jit = model.evaluation_jit = bool(config.jit)
-        return model.build_variables()
+        model.build_variables()
+        if config.init == "authors":
+            initialize_as_authors(model, config.seed)
+        return model
 
 
 def build_model_for_weights(config, spec, mixed_precision: bool | None = None, networks=None) -> LatentVariableModel:
