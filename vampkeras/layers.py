@@ -160,7 +160,9 @@ class MaskedConv2D(keras.layers.Layer):
 
 def sublayers(root: keras.layers.Layer) -> list:
     """Every layer inside ``root`` (not ``root`` itself), each once, in the order Keras tracks them."""
-    return [layer for layer in root._flatten_layers(include_self=False, recursive=True)]
+    # (Keras 3 has no public walk over a subclassed layer's tracked sublayers; tests/test_layers.py and
+    # tests/test_models.py check that every gated and dense layer of each model is found)
+    return list(root._flatten_layers(include_self=False, recursive=True))
 
 
 def gated_variables(root: keras.layers.Layer) -> list:

@@ -51,7 +51,8 @@ class AdamNormGrad(keras.optimizers.Adam):
     def normalized(self, gradient, variable=None):
         """``gradient / (‖gradient‖₂ + epsilon_norm)``, same shape; for a ``variable`` in ``halved_paths``,
         each half of the last axis divided by its own norm."""
-        if variable is not None and self.halved_paths and self._get_variable_index(variable) in self._halved_indices:
+        if (variable is not None and self.halved_paths
+                and self._get_variable_index(variable) in self._halved_indices):
             value_half, gate_half = tf.split(gradient, 2, axis=-1)
             return tf.concat([self._normalized_tensor(value_half), self._normalized_tensor(gate_half)], axis=-1)
         return self._normalized_tensor(gradient)
@@ -123,7 +124,8 @@ def apply_gradients(optimizer: keras.optimizers.Optimizer, gradients, variables)
     optimizer.iterations.assign_add(1)
 
 
-def build(name: str, learning_rate: float, loss_scaling: bool = False, halved_variables=()) -> keras.optimizers.Optimizer:
+def build(name: str, learning_rate: float, loss_scaling: bool = False,
+          halved_variables=()) -> keras.optimizers.Optimizer:
     """``"adam-normgrad"`` (the paper's default) or ``"adam"``; with ``loss_scaling`` (float16 training),
     wrapped in Keras' dynamic ``LossScaleOptimizer``: the train step multiplies the loss by the scale, the
     update divides the gradients by it and skips a step whose gradients overflowed (then halves the scale).

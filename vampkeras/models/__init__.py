@@ -33,7 +33,7 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
     """The prior named by ``config.prior`` for a dataset ``spec``.
 
     ``train_images`` (N, D) supplies the K random real images for ``--prior vampprior-data`` and for
-    ``--pseudo-init data``; they are picked with the run's seed.
+    ``--pseudo-init data`` / ``noisy-data``; they are picked (and the noise drawn) with the run's seed.
     """
     latent_dim = config.latent_dim
     if config.prior == "standard":
