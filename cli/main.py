@@ -9,8 +9,8 @@ from click.core import ParameterSource
 
 # none of these imports TensorFlow: options are checked before it loads (vampkeras_cli.common.load_tensorflow)
 from vampkeras import __version__
-from vampkeras.config import (GATED_NORMGRADS, INITS, LIKELIHOODS, MAX_IMPORTANCE_SAMPLES, MODELS, OPTIMIZERS,
-                              PRIORS, PSEUDO_INITS, STRATEGIES)
+from vampkeras.config import (GATED_NORMGRADS, INITS, LIKELIHOODS, MAX_IMPORTANCE_SAMPLES, MODELS, NOISY_DATA_STD,
+                              OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES)
 from vampkeras.data.user_data import BINARIZATIONS
 from vampkeras.run_folder import EVALUATION_FILE, FIGURES_DIR
 from vampkeras_cli.common import (DATASET, FINITE_FLOAT, POSITIVE_FLOAT, SEED, SPLIT, Progress, load_tensorflow,
@@ -53,7 +53,7 @@ def main(verbose):
               help="Trainable mixture weights for mog/vampprior priors (the weighted VampPrior, paper §6).")
 @click.option("--pseudo-init", type=click.Choice(PSEUDO_INITS), default="random", show_default=True,
               help="Initialise pseudo-inputs from N(mean, std) of the dataset, from K random training images, "
-                   "or from K random training images plus N(0, 0.01²) noise (the authors' code).")
+                   f"or from K random training images plus N(0, {NOISY_DATA_STD}²) noise (the authors' code).")
 @click.option("--pseudo-init-mean", type=FINITE_FLOAT, default=None,
               help="Mean of the random pseudo-input initialisation [default: the dataset's, 0.05 for MNIST].")
 @click.option("--pseudo-init-std", type=FINITE_FLOAT.at_least(0), default=None,

@@ -435,7 +435,7 @@ def test_xla_train_steps_equal_graph_mode_steps_and_repeat_exactly(model_kind, p
 def test_noisy_data_pseudo_inputs_are_the_same_training_images_plus_small_noise():
     """--pseudo-init noisy-data (the authors' use_training_data_init): the images --pseudo-init data picks,
     plus N(0, 0.01²) noise, still trainable."""
-    from vampkeras.models import NOISY_DATA_STD
+    from vampkeras.config import NOISY_DATA_STD
 
     images = np.random.default_rng(15).uniform(0.1, 0.9, size=(40, 400)).astype(np.float32)
     clean = build_model(config(pseudo_init="data", num_components=20), ImageSpec((20, 20)), train_images=images)

@@ -17,6 +17,7 @@ from vampkeras.errors import ConfigError
 MODELS = ("vae", "hvae", "convhvae", "pixelhvae")
 PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
 PSEUDO_INITS = ("random", "data", "noisy-data")
+NOISY_DATA_STD = 0.01    # --pseudo-init noisy-data: the std of the noise on the images (the authors' value)
 OPTIMIZERS = ("adam-normgrad", "adam")
 INITS = ("paper", "authors")                    # vampkeras.layers.initialize_as_authors
 GATED_NORMGRADS = ("joint", "per-half")         # vampkeras.optimizers.AdamNormGrad

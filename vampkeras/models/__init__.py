@@ -6,6 +6,7 @@ import contextlib
 
 import numpy as np
 
+from vampkeras.config import NOISY_DATA_STD
 from vampkeras.errors import ConfigError
 from vampkeras.layers import initialize_as_authors
 from vampkeras.models.base import LatentVariableModel, as_seed
@@ -24,9 +25,8 @@ MIXED_PRECISION_POLICY = "mixed_float16"
 HIERARCHICAL = {"hvae": "mlp", "convhvae": "conv", "pixelhvae": "pixelcnn"}
 
 # --pseudo-init values that start the pseudo-inputs from K training images; "noisy-data" adds N(0, σ²) noise
-# with the authors' σ (their code's use_training_data_init).
+# with the authors' σ, config.NOISY_DATA_STD (their code's use_training_data_init).
 DATA_PSEUDO_INITS = ("data", "noisy-data")
-NOISY_DATA_STD = 0.01
 
 
 def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
@@ -51,7 +51,7 @@ def build_prior(config, spec, train_images: np.ndarray | None = None) -> Prior:
         rng = np.random.default_rng(config.seed)
         init_images = train_images[rng.choice(len(train_images), config.num_components, replace=False)]
         if config.prior == "vampprior" and config.pseudo_init == "noisy-data":
-            # the authors' use_training_data_init: K training images + N(0, 0.01²) noise, still trainable
+            # the authors' use_training_data_init: K training images + N(0, σ²) noise, still trainable
             init_images = init_images + rng.normal(0.0, NOISY_DATA_STD, init_images.shape).astype(init_images.dtype)
     else:
         _require_resolved(config, ["pseudo_init_mean", "pseudo_init_std"])
