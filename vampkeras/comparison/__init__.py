@@ -1,0 +1,1 @@
+"""Comparing priors: statistics and ELBO surgery."""
