@@ -15,6 +15,7 @@ from vampkeras.data.user_data import BINARIZATIONS
 from vampkeras.run_folder import EVALUATION_FILE, FIGURES_DIR
 from vampkeras_cli.common import (DATASET, FINITE_FLOAT, POSITIVE_FLOAT, SEED, SPLIT, Progress, load_tensorflow,
                                   user_errors)
+from vampkeras_cli.compare_command import make_compare
 from vampkeras_cli.model_commands import report, sample, score
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -204,6 +205,7 @@ def datasets(data_dir):
 main.add_command(sample)
 main.add_command(score)
 main.add_command(report)
+main.add_command(make_compare(train))
 
 if __name__ == "__main__":
     main()

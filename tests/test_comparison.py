@@ -1,0 +1,165 @@
+"""`vampkeras compare` without training: the grid and its names, the validation of options, the refusal of
+changed grids and foreign cell folders, and the numbers collected from cells built by hand (the learning-rate
+choice, the paired statistics, the records and the page). The end-to-end runs are tests/e2e/test_compare.py."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from vampkeras.comparison import grid, results, statistics
+from vampkeras.comparison.api import build_comparison
+from vampkeras.comparison.grid import ComparisonConfig, cell_name, format_lr
+from vampkeras.comparison.runner import check_folder
+from vampkeras.comparison.worker import PER_IMAGE_FILE, SCORE_FILE
+from vampkeras.config import RunConfig
+from vampkeras.errors import ConfigError, VampkerasError
+from vampkeras.run_folder import RunFolder
+
+
+def test_cell_names_are_those_of_reproduce_sh():
+    assert [format_lr(lr) for lr in (1e-4, 5e-4, 2.5e-4, 1e-3)] == ["1e-4", "5e-4", "2.5e-4", "1e-3"]
+    assert cell_name("hvae", "vampprior", 5e-4, 14) == "hvae-vampprior-lr5e-4-seed14"
+    # benchmarks/reproduce.sh names a cell "$1-$2-lr$3-seed$4" with LRS written "1e-4 5e-4"
+    script = open("benchmarks/reproduce.sh").read()
+    assert 'echo "$1-$2-lr$3-seed$4"' in script and "saved_models/$(cell_name" in script
+
+
+def test_the_protocols_and_the_grid(tmp_path):
+    paper = build_comparison("caltech101", ["vae", "hvae"], ["standard", "vampprior"], [14, 69, 420], tmp_path,
+                             protocol="paper", jobs=2)
+    assert paper.learning_rates == [1e-4, 5e-4] and len(paper.cells()) == 2 * 2 * 2 * 3
+    config = paper.run_config(paper.cells()[0])
+    assert (config.epochs, config.warmup, config.patience, config.lr, config.seed) == (2000, 100, 50, 1e-4, 14)
+    assert config.run_dir == str(tmp_path / "vae-standard-lr1e-4-seed14")
+    assert config.export_dir == str(tmp_path / "saved_models" / "vae-standard-lr1e-4-seed14")
+    short = build_comparison("mnist5k", ["vae", "hvae"], ["vampprior"], 2, tmp_path, train_options={"warmup": 3})
+    assert short.seeds == [0, 1] and short.learning_rates == [5e-4]
+    epochs = {cell.model: short.run_config(cell).epochs for cell in short.cells()}
+    assert epochs == {"vae": 50, "hvae": 30} and short.run_config(short.cells()[0]).warmup == 3     # given wins
+    assert not tmp_path.joinpath("comparison-config.json").exists()     # validation creates nothing
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(models=["vae", "gan"]), "unknown --model value 'gan'"),
+    (dict(priors=["vampprior", "vampprior"]), "names a value twice"),
+    (dict(seeds=[1, 1]), "names a seed twice"),
+    (dict(seeds=0), "at least one seed"),
+    (dict(lrs=[5e-4, 0.0005]), "names a learning rate twice"),
+    (dict(lrs=[-1.0]), "learning rates above 0"),
+    (dict(protocol="long"), "unknown --protocol"),
+    (dict(samples=0), "--samples must be at least 1"),
+    (dict(jobs=0), "--jobs must be at least 1"),
+    (dict(train_options={"seed": 3}), "belong to compare itself"),
+    (dict(train_options={"run_dir": "x"}), "belong to compare itself"),
+    (dict(train_options={"epochs": 0}), "--epochs must be at least 1"),
+    (dict(train_options={"colour": 1}), "unknown train option"),
+    (dict(dataset="no-such-data"), "unknown dataset"),
+])
+def test_bad_options_are_refused(tmp_path, change, message):
+    options = dict(dataset="mnist5k", models=["vae"], priors=["standard", "vampprior"], seeds=2, out=tmp_path / "c")
+    options.update(change)
+    with pytest.raises(VampkerasError, match=message):
+        build_comparison(**options)
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_changed_grid_and_a_foreign_cell_are_refused(tmp_path):
+    out = tmp_path / "c"
+    comparison = build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], 2, out, train_options={"epochs": 2})
+    out.mkdir()
+    (out / grid.CONFIG_FILE).write_text(comparison.to_json())
+    assert check_folder(comparison, restart=False) is not None           # the same comparison: continued
+    other = build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], 2, out, train_options={"epochs": 3},
+                             jobs=7)
+    with pytest.raises(ConfigError, match=r"train option epochs: saved 2, given 3"):
+        check_folder(other, restart=False)
+    assert check_folder(build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], 2, out,
+                                         train_options={"epochs": 2}, jobs=5), restart=False)   # --jobs may change
+    # a cell folder holding a run with another configuration is refused, naming the field
+    (out / grid.CONFIG_FILE).unlink()
+    cell = comparison.cells()[0]
+    foreign = comparison.run_config(cell)
+    foreign.lr = 1e-3
+    RunFolder(foreign.run_dir).path.mkdir(parents=True)
+    RunFolder(foreign.run_dir).write_config(foreign.with_default_paths())
+    with pytest.raises(ConfigError, match=r"lr: the folder's run has 0.001, the comparison asks for 0.0005"):
+        check_folder(comparison, restart=False)
+    # the same run (as `train` or benchmarks/reproduce.sh made it) is adopted
+    adopted = comparison.run_config(cell).with_default_paths()
+    adopted.num_components = 500                # resolved from the dataset by the run; the cell leaves it None
+    RunFolder(foreign.run_dir).write_config(adopted)
+    assert check_folder(comparison, restart=False) is None
+    (out / comparison.cells()[1].name).mkdir()
+    (out / comparison.cells()[1].name / "notes.txt").write_text("mine")
+    with pytest.raises(VampkerasError, match="is not empty and holds no run"):
+        check_folder(comparison, restart=False)
+
+
+def _fake_cell(comparison: ComparisonConfig, cell, val_losses, log_likelihoods):
+    """A scored cell as the worker leaves it, with the given validation losses and per-image LLs."""
+    config = comparison.run_config(cell).with_default_paths()
+    run = RunFolder(config.run_dir)
+    run.path.mkdir(parents=True)
+    run.write_config(config)
+    run.write_history([{"epoch": e + 1, "loss": v + 1, "reconstruction": v, "kl": 1.0, "val_loss": v,
+                        "val_reconstruction": v, "val_kl": 1.0, "beta": 1.0, "learning_rate": cell.lr,
+                        "seconds": 2.0, "examples_per_second": 1.0} for e, v in enumerate(val_losses)])
+    values = np.asarray(log_likelihoods, np.float64)
+    np.savez(run.path / PER_IMAGE_FILE, log_likelihood=values, elbo=values - 5, kl=np.full_like(values, 3.0))
+    best = int(np.argmin(val_losses))
+    record = {"cell": cell.name, "samples": comparison.samples, "max_examples": comparison.max_examples,
+              "evaluation": {"log_likelihood": float(values.mean()), "elbo": float(values.mean() - 5), "kl": 3.0,
+                             "reconstruction": float(values.mean() - 2), "num_examples": len(values),
+                             "num_samples": comparison.samples, "active_units": {"z1": 7}, "seconds": 1.5},
+              "surgery": {"average_kl": 2.0, "mutual_information": 1.25, "marginal_kl": 0.75},
+              "training": {"epochs": len(val_losses), "best_epoch": best + 1, "best_val_loss": val_losses[best],
+                           "seconds": 2.0 * len(val_losses)}}
+    (run.path / SCORE_FILE).write_text(json.dumps(record))
+
+
+def test_collect_keeps_the_learning_rate_with_the_lower_mean_validation_loss(tmp_path):
+    comparison = build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], [3, 5], tmp_path,
+                                  lrs=[1e-4, 5e-4], samples=7)
+    generator = np.random.default_rng(0)
+    base = generator.normal(-100, 5, size=40)
+    arrays = {}
+    # standard: 1e-4 has the lower validation loss at seed 3, 5e-4 at seed 5, but 5e-4 the lower mean
+    losses = {("standard", 1e-4, 3): [110, 100], ("standard", 1e-4, 5): [110, 104],
+              ("standard", 5e-4, 3): [101, 103], ("standard", 5e-4, 5): [99, 100],
+              ("vampprior", 1e-4, 3): [98, 97], ("vampprior", 1e-4, 5): [99, 96],
+              ("vampprior", 5e-4, 3): [100, 101], ("vampprior", 5e-4, 5): [97, 98]}
+    for cell in comparison.cells():
+        shift = 1.0 if cell.prior == "vampprior" else 0.0
+        arrays[cell.name] = base + shift + generator.normal(0, 0.5, size=40) + (0.3 if cell.seed == 5 else 0)
+        _fake_cell(comparison, cell, losses[(cell.prior, cell.lr, cell.seed)], arrays[cell.name])
+    summary = results.collect(comparison)
+    assert {(k["prior"], k["lr"]) for k in summary["kept_learning_rates"]} == {("standard", "5e-4"),
+                                                                             ("vampprior", "1e-4")}
+    group = next(g for g in summary["groups"] if (g["prior"], g["lr"]) == ("standard", "5e-4"))
+    assert group["kept"] and group["best_val_loss"]["mean"] == pytest.approx(100.0)     # (101 + 99) / 2
+    assert group["best_val_loss"]["std"] == pytest.approx(np.std([101, 99], ddof=1))
+    assert group["log_likelihood"]["mean"] == pytest.approx(np.mean(
+        [arrays["vae-standard-lr5e-4-seed3"].mean(), arrays["vae-standard-lr5e-4-seed5"].mean()]))
+    # the pair compares VampPrior at 1e-4 with standard at 5e-4, image by image and seed by seed
+    (pair,) = summary["pairs"]
+    assert (pair["prior_a"], pair["prior_b"], pair["lr_a"], pair["lr_b"]) == ("vampprior", "standard", "1e-4", "5e-4")
+    expected = statistics.compare_priors({seed: (arrays[f"vae-vampprior-lr1e-4-seed{seed}"],
+                                                 arrays[f"vae-standard-lr5e-4-seed{seed}"]) for seed in (3, 5)})
+    assert pair["interval"] == expected.to_json()["interval"]
+    assert pair["seeds_a_better"] == 2 and "beats the standard prior" in pair["sentence"]
+    # the records: comparison.json holds exactly what collect returned; one CSV row per cell; the Markdown table
+    paths = results.write(comparison, summary)
+    assert json.loads(paths[0].read_text()) == json.loads(json.dumps(summary))
+    rows = list(csv.DictReader(paths[1].open()))
+    assert len(rows) == 8 and {row["cell"] for row in rows} == {cell.name for cell in comparison.cells()}
+    assert float(rows[0]["log_likelihood"]) == pytest.approx(arrays[rows[0]["cell"]].mean())
+    markdown = paths[2].read_text()
+    assert "| VAE | standard | 5e-4 * |" in markdown and "| VAE | standard | 1e-4 |" in markdown
+    assert pair["sentence"] in markdown
+    from vampkeras.comparison import page
+    html = page.render(comparison, summary)
+    import html as html_module
+    assert html_module.escape(pair["sentence"]) in html and html.count("data:image/png;base64,") == 2    # curves and histograms
+    assert "http://" not in html and "https://" not in html
