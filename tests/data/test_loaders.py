@@ -18,6 +18,7 @@ from scipy.io import savemat
 from vampkeras.data import DATASETS, dataset_names, files_present, load_dataset, registry
 from vampkeras.data.download import MIRROR_ENV, RemoteFile
 from vampkeras.errors import DataError
+from tests.known_files import trust, trust_dataset
 
 SHARED = Path(os.environ.get("VAMPKERAS_TEST_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no shared data folder at {SHARED}")
@@ -126,7 +127,7 @@ def test_omniglot_is_present_exactly_when_the_loader_finds_what_it_needs(tmp_pat
 
 
 @pytest.mark.parametrize("plain", [False, True])
-def test_mnist_files_are_present_and_load_as_gz_or_plain(tmp_path, plain):
+def test_mnist_files_are_present_and_load_as_gz_or_plain(tmp_path, monkeypatch, plain):
     write_fake_mnist(tmp_path, train=60000, test=10000)
     if plain:
         for path in (tmp_path / "mnist").glob("*.gz"):
@@ -134,6 +135,9 @@ def test_mnist_files_are_present_and_load_as_gz_or_plain(tmp_path, plain):
                 path.with_suffix("").write_bytes(stream.read())
             path.unlink()
     assert files_present("dynamic_mnist", tmp_path)
+    with pytest.raises(DataError, match="not the file vampkeras knows as mnist/train-images"):
+        load_dataset("dynamic_mnist", tmp_path, download=False)         # stand-ins: not the published files
+    trust_dataset(monkeypatch, tmp_path, "dynamic_mnist")
     data = load_dataset("dynamic_mnist", tmp_path, download=False, max_examples=5)
     assert data.train.shape == (5, 784)
 
@@ -152,7 +156,7 @@ def write_fake_mnist(root: Path, train=60000, test=10000):
             stream.write(idx_bytes(rng.integers(0, 256, (count, 28, 28))))
 
 
-def test_caltech_silhouettes_loader_transposes_and_inverts(tmp_path):
+def test_caltech_silhouettes_loader_transposes_and_inverts(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     images = {key: (rng.uniform(size=(n, 28, 28)) < 0.3).astype(np.uint8)
               for key, n in (("train", 6), ("val", 4), ("test", 5))}
@@ -161,6 +165,7 @@ def test_caltech_silhouettes_loader_transposes_and_inverts(tmp_path):
     # stored as Marlin's file does: rows are column-major images with 0 = object
     savemat(folder / "caltech101_silhouettes_28_split1.mat",
             {f"{key}_data": (1 - img).transpose(0, 2, 1).reshape(len(img), 784) for key, img in images.items()})
+    trust_dataset(monkeypatch, tmp_path, "caltech101")
     data = load_dataset("caltech101", tmp_path, download=False)
     for split, key in ((data.train, "train"), (data.validation, "val"), (data.test, "test")):
         np.testing.assert_array_equal(split, images[key].reshape(-1, 784).astype(np.float32))
@@ -202,21 +207,25 @@ def test_omniglot_iwae_chardata_in_fortran_order(tmp_path):
     (lambda: idx_bytes(np.zeros((3, 28, 28)), magic=2049), "not an IDX image file"),
     (lambda: b"\x1f\x8b" + b"garbage", "truncated or corrupt"),
 ])
-def test_bad_idx_files(tmp_path, content, message):
+def test_bad_idx_files(tmp_path, monkeypatch, content, message):
     write_fake_mnist(tmp_path, train=3, test=3)
     (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").unlink()
     (tmp_path / "mnist" / "train-images-idx3-ubyte").write_bytes(content())
+    trust(monkeypatch, "mnist_test", tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz")
+    if content()[:2] != b"\x1f\x8b":                 # (a corrupt gzip file has no content to register)
+        trust(monkeypatch, "mnist_train", tmp_path / "mnist" / "train-images-idx3-ubyte")
     with pytest.raises(DataError, match=message) as error:
         load_dataset("dynamic_mnist", tmp_path, download=False)
     assert "train-images-idx3-ubyte" in str(error.value)
 
 
 @pytest.mark.parametrize("line, message", [("0 " * 783, "784 values per line"), ("2 " + "0 " * 783, "other than 0 and 1")])
-def test_bad_amat_files(tmp_path, line, message):
+def test_bad_amat_files(tmp_path, monkeypatch, line, message):
     folder = tmp_path / "binarized_mnist"
     folder.mkdir()
     for split in ("train", "valid", "test"):
         (folder / f"binarized_mnist_{split}.amat").write_text(("0 " * 784 + "\n") * 2 + line + "\n")
+    trust_dataset(monkeypatch, tmp_path, "static_mnist")
     with pytest.raises(DataError, match=message):
         load_dataset("static_mnist", tmp_path, download=False)
 
@@ -228,12 +237,14 @@ def test_missing_file_names_the_path_and_the_url(tmp_path):
     assert "github.com/y0ast" in str(error.value)
 
 
-def test_corrupt_pickle_and_wrong_shape(tmp_path):
+def test_corrupt_pickle_and_wrong_shape(tmp_path, monkeypatch):
     (tmp_path / "freyfaces").mkdir()
     (tmp_path / "freyfaces" / "freyfaces.pkl").write_bytes(b"\x80\x02not really a pickle")
+    trust(monkeypatch, "freyfaces", tmp_path / "freyfaces" / "freyfaces.pkl")
     with pytest.raises(DataError, match="cannot read .*freyfaces.pkl as a pickle"):
         load_dataset("freyfaces", tmp_path, download=False)
     (tmp_path / "freyfaces" / "freyfaces.pkl").write_bytes(pickle.dumps([np.zeros((10, 561), np.uint8)]))
+    trust(monkeypatch, "freyfaces", tmp_path / "freyfaces" / "freyfaces.pkl")
     with pytest.raises(DataError, match=r"\(N, 560\)"):
         load_dataset("freyfaces", tmp_path, download=False)
 

