@@ -77,8 +77,9 @@ def test_every_model_trains_an_epoch_on_an_rgb_folder(tmp_path, digits, model):
     assert scores["log_likelihood"].shape == (3,) and np.all(np.isfinite(scores["log_likelihood"].numpy()))
 
 
-def test_cifar10_end_to_end_on_an_archive_in_the_canonical_format(tmp_path):
-    cifar_archive(tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz", per_batch=20)
+def test_cifar10_end_to_end_on_an_archive_in_the_canonical_format(tmp_path, monkeypatch):
+    from tests.known_files import trust
+    trust(monkeypatch, "cifar10", cifar_archive(tmp_path / "data" / "cifar10" / "cifar-10-python.tar.gz", per_batch=20))
     run, model, summary = train_and_evaluate(tmp_path, "cifar10", "--data-dir", tmp_path / "data",
                                              "--image-every", "0")
     assert summary["dataset"] == "cifar10" and summary["num_examples"] == 20
