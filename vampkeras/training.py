@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from vampkeras import checkpoints, export, figures, layers, optimizers, tuning
+from vampkeras import checkpoints, export, figures, layers, optimizers, resources, tuning
 from vampkeras.config import RunConfig
 from vampkeras.data import load_dataset
 from vampkeras.data.registry import check_same_data
@@ -134,6 +134,7 @@ def _train(config: RunConfig, strategy, resume: bool, verbose, multiworker: bool
         config.dataset, config.data = dataset.spec.name, dataset.record     # (your own data: its resolved path)
     config.resolve(dataset.spec).validate()
     check_prior_data(config, len(dataset.train))      # every check passes before anything is created
+    resources.check_training_memory(config, dataset, networks)     # the model and the data fit in memory
     run = RunFolder(config.run_dir)
     if restart and run.holds_run():
         move_old_run_aside(run)
