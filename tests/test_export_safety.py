@@ -4,6 +4,7 @@ at any moment cannot lose, numbered TF Serving versions, and file modes that fol
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,7 +52,7 @@ class Killed(BaseException):
 
 class MortalModule:
     """Stands in for the ``os`` or ``shutil`` module inside vampkeras.export. The calls that change the file
-    system (rename, replace, rmtree) are numbered across both modules: the ``steps.kill_at``-th one raises
+    system (rename, replace, rmtree, unlink) are numbered across both modules: the ``steps.kill_at``-th one raises
     Killed instead of running, and from then on none runs (the process is dead; cleanup code in ``finally``
     clauses must not help it). ``getpid`` names a dead process, as a later export would see it."""
 
@@ -62,7 +63,7 @@ class MortalModule:
         real = getattr(self._module, name)
         if name == "getpid":
             return lambda: self._steps.pid
-        if name not in ("rename", "replace", "rmtree"):
+        if name not in ("rename", "replace", "rmtree", "unlink"):
             return real
 
         def step(*args, **kwargs):
@@ -140,22 +141,62 @@ def test_a_kill_between_the_two_renames_leaves_the_old_model_beside_the_folder(t
     assert killed and steps.calls[-1][0] == "replace"
     assert not directory.exists()
     kept = export.interrupted_export(directory)
-    assert kept.name == f".model.old-{steps.pid}" and marker(kept) == "old"
+    assert re.fullmatch(rf"\.model\.old-{steps.pid}-\w+", kept.name) and marker(kept) == "old"
     assert export.is_saved_model(directory) and export.resolve_saved_model(directory) == kept
+
+
+def staging_of(pid, folder, name):
+    """A staging folder as an export by process ``pid`` to ``folder/name`` creates it (marker included)."""
+    steps = Steps(kill_at=0, pid=pid)
+    export.os = MortalModule(os, steps)
+    try:
+        return export._new_staging(folder, name)
+    finally:
+        export.os = os
 
 
 def test_staging_folders_of_live_exports_are_kept_and_those_of_dead_ones_removed(tmp_path, fake_models):
     directory = tmp_path / "model"
-    live = tmp_path / f".model.tmp-{os.getpid()}-abc"       # an export running right now (this process)
-    dead = tmp_path / f".model.tmp-{dead_pid()}-def"
-    older = tmp_path / ".model.tmp-x1y2z3"                  # named by an older vampkeras, without a pid
-    other = tmp_path / f".other.tmp-{dead_pid()}-ghi"       # another export's
-    for folder in (live, dead, older, other):
-        folder.mkdir()
+    live = staging_of(os.getpid(), tmp_path, "model")      # an export running right now (this process)
+    dead = staging_of(dead_pid(), tmp_path, "model")
+    (dead / "model").mkdir()
+    (dead / "model" / "saved_model.pb").write_text("half")
+    half_deleted = staging_of(dead_pid(), tmp_path, "model")   # what a kill midway through a deletion leaves
+    # (the marker goes last, so the folder is still known as the tool's own)
+    other = staging_of(dead_pid(), tmp_path, "other")      # another export's
     export.export("new", "{}", directory)
     assert live.is_dir() and other.is_dir()
-    assert not dead.exists() and not older.exists()
+    assert not dead.exists() and not half_deleted.exists()
     assert marker(directory) == "new"
+
+
+def user_folders(parent, name):
+    """Folders of the user's named like the leftovers of an export to ``parent/name``, each holding a file."""
+    pid = dead_pid()
+    names = ["old-backup", "tmp-x1y2z3", f"tmp-{pid}-abcd1234", f"old-{pid}-abcd1234", f"old-{pid}"]
+    folders = [parent / f".{name}.{suffix}" for suffix in names]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "saved_model.pb").write_text(f"the user's {folder.name}")   # even a model
+    return folders
+
+
+def test_a_users_folders_named_like_leftovers_survive_exports(tmp_path, monkeypatch, fake_models):
+    """Issue 33 item 8: saved_models/.base.old-backup was deleted by the next export. Only what an export
+    created (its marker inside the staging folder) is moved or deleted; a dead export's leftovers still are."""
+    directory = tmp_path / "base"
+    folders = user_folders(tmp_path, "base")
+    # with the export folder missing, the user's ".base.old-<pid>-<token>" model is not taken for an
+    # interrupted export's (neither read by a load nor moved into place)
+    assert export.interrupted_export(directory) is None and not export.is_saved_model(directory)
+    export.export("first", "{}", directory)
+    killed, _ = export_killed_at(monkeypatch, 3, "second", "{}", directory, overwrite=True)
+    assert killed and len(leftovers(directory)) == len(folders) + 2     # a dead export's staging and old model
+    export.export("third", "{}", directory, overwrite=True)
+    assert marker(directory) == "third"
+    assert leftovers(directory) == sorted(folder.name for folder in folders)
+    for folder in folders:
+        assert marker(folder) == f"the user's {folder.name}"
 
 
 # -- versions of a TF Serving model base path ----------------------------------------------------------------
@@ -310,9 +351,12 @@ def test_an_export_without_a_run_id_is_only_replaced_with_overwrite(tmp_path, mo
     check_export_target(new_config(tmp_path, "runA", "../SM", seed=99), overwrite=True)
 
 
-def test_the_model_an_interrupted_export_left_aside_still_counts_as_the_folders_content(tmp_path):
+def test_the_model_an_interrupted_export_left_aside_still_counts_as_the_folders_content(tmp_path, monkeypatch,
+                                                                                       fake_models):
     owner = new_config(tmp_path, tmp_path / "runA", tmp_path / "SM")
-    write_export_of(owner, tmp_path / ".SM.old-123")        # moved aside by an export killed mid-replace
+    write_export_of(owner, tmp_path / "SM")
+    killed, _ = export_killed_at(monkeypatch, 2, "new", "{}", tmp_path / "SM", overwrite=True)
+    assert killed and not (tmp_path / "SM").exists()         # the owner's model lies aside, under .SM.old-*
     other = new_config(tmp_path, tmp_path / "runB", tmp_path / "SM")
     with pytest.raises(VampkerasError, match="another run"):
         check_export_target(other, overwrite=False)

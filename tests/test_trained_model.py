@@ -1,6 +1,8 @@
 """TrainedModel on a tiny model in memory: what each prior offers, NumPy in and out, refused inputs as one
 VampkerasError, and agreement with the model's own log-likelihood."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -71,3 +73,20 @@ def test_scores_agree_with_the_model_and_refuse_bad_input_as_one_error():
 def test_load_refuses_a_folder_that_is_neither_run_nor_model(tmp_path):
     with pytest.raises(VampkerasError, match="neither a run folder"):
         TrainedModel.load(tmp_path)
+
+
+def test_an_empty_batch_gives_empty_results_and_another_rank_is_refused_naming_x():
+    """Issue 33 item 17: N = 0 gave a TensorFlow error from log_prob (its per-batch results were an empty list
+    that could not be concatenated); a batch of another rank must be refused naming x and the shape expected."""
+    model, _ = tiny("vampprior")
+    empty = np.zeros([0, 4, 5], np.float32)
+    assert model.log_prob(empty, 5).shape == (0,)
+    assert {name: value.shape for name, value in model.elbo(empty).items()} == {
+        "elbo": (0,), "reconstruction": (0,), "kl": (0,)}
+    assert model.latent_means(empty)["z1"].shape == (0, 2) and model.reconstruct(empty).shape == (0, 4, 5)
+    for shape in [(2, 4, 5, 1), (2, 20), (4, 5), (1, 2, 4, 5)]:
+        expected = re.escape(f"the model refuses its input: x must be a batch of images of shape (N, 4, 5); "
+                             f"got shape {shape}")
+        for call in (lambda x: model.log_prob(x, 5), model.elbo, model.latent_means, model.reconstruct):
+            with pytest.raises(VampkerasError, match=expected):
+                call(np.zeros(shape, np.float32))

@@ -24,24 +24,30 @@ fixed seeds), so the same call gives the same numbers.
 Every function checks its inputs in the graph (``tf.debugging``) and fails with an InvalidArgumentError whose
 message starts with the argument's name: ``num_samples`` in [1, MAX_IMPORTANCE_SAMPLES] (``log_prob``) or
 [1, MAX_SAMPLE_IMAGES] (``sample``, ``sample_component``), ``component`` in [0, K), ``x`` of shape
-(N, H, W), finite and in [0, 1]. The functions that score x under p(x|z) (``log_prob``, ``elbo``,
-``serving_default``) of a Bernoulli model also require x to be binary (0 or 1): the Bernoulli density is
-defined there only. ``encode``, ``reconstruct`` and ``latent_means`` take any values in [0, 1]: the
+(N, H, W), finite and in [0, 1]; the shape is checked at run time too, since a signature called by TF Serving
+or ``saved_model_cli`` is fed any shape. N may be 0: every function of x then gives empty outputs. The
+functions that score x under p(x|z) (``log_prob``, ``elbo``, ``serving_default``) of a Bernoulli model also
+require x to be binary (0 or 1): the Bernoulli density is defined there only. ``encode``, ``reconstruct`` and ``latent_means`` take any values in [0, 1]: the
 VampPrior itself encodes its grey pseudo-inputs with the same encoder, q(z|u_k).
 
 :func:`export` writes a plain SavedModel folder, replacing an earlier one so that a kill at any moment leaves
 the old or the new model under the folder's name (or the old one beside it, which the next export or load
 finds), or with ``versioned`` a new numbered version ``<base>/<N>/`` of a TF Serving model base path.
-:func:`resolve_saved_model` finds the SavedModel behind a folder, a base path or an interrupted export.
+:func:`resolve_saved_model` finds the SavedModel behind a folder, a base path or an interrupted export;
+:func:`verify_saved_model` tells, without running any of it, whether a SavedModel is one of these. (A SavedModel
+is a program, as TensorFlow's security guidance says: loading one that someone else made is trusting them.)
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
+import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -95,6 +101,11 @@ def input_error_message(error: tf.errors.InvalidArgumentError) -> str | None:
     return " ".join(part.strip() for part in parts)
 
 
+def image_shape_message(image_shape) -> str:
+    """What a function of a model of images (H, W[, C]) says of an x of another shape (before "; got shape ...")."""
+    return f"x must be a batch of images of shape (N, {', '.join(str(int(d)) for d in image_shape)})"
+
+
 class ExportModule(tf.Module):
     """The exported functions, usable in memory too (the evaluator runs the same code)."""
 
@@ -142,16 +153,25 @@ class ExportModule(tf.Module):
         Bernoulli likelihood, values in {0, 1}; each failure names ``x``."""
         image_shape = list(self.image_shape)
         x = tf.convert_to_tensor(x)
-        shape_message = f"x must be a batch of images of shape (N, {', '.join(map(str, image_shape))})"
+        shape_message = image_shape_message(image_shape)
         if x.shape.rank is not None and (x.shape.rank != 1 + len(image_shape)
                                          or not x.shape[1:].is_compatible_with(image_shape)):
             # known while tracing: fail here, before the reshapes below fail with a message about reshapes
             raise tf.errors.InvalidArgumentError(None, None, f"{shape_message}; got shape {x.shape}")
+        # At run time x may have another rank than the traced one: a signature called by TF Serving,
+        # saved_model_cli or loaded.signatures[...] does not check its argument's shape. The rank is therefore
+        # read from the values of tf.shape(x), never from its length (known while tracing, so tf.size(shape) is
+        # a constant): padded holds x's dimensions, then zeros, so that element 1 + rank(image) is 0 exactly when
+        # x has no further dimension (or one of size 0, which the size comparison catches).
         shape = tf.shape(x)
-        padded = tf.concat([shape, tf.zeros([len(image_shape)], tf.int32)], axis=0)    # a slice at any rank
-        right_shape = (tf.equal(tf.size(shape), 1 + len(image_shape))
-                       & tf.reduce_all(tf.equal(padded[1:1 + len(image_shape)], image_shape)))
-        checks = [tf.debugging.Assert(right_shape, [shape_message + "; got shape", shape])]
+        padded = tf.concat([shape, tf.zeros([len(image_shape) + 2], tf.int32)], axis=0)    # a slice at any rank
+        right_shape = (tf.reduce_all(tf.equal(padded[1:1 + len(image_shape)], image_shape))
+                       & tf.equal(padded[1 + len(image_shape)], 0)
+                       & tf.equal(tf.size(x, out_type=tf.int64),
+                                  tf.cast(padded[0], tf.int64) * math.prod(image_shape)))
+        # the shape as "(2, 28, 28, 1)", every dimension shown (Assert shows only the first 3 of a tensor)
+        got = tf.strings.join(["(", tf.strings.reduce_join(tf.strings.as_string(shape), separator=", "), ")"])
+        checks = [tf.debugging.Assert(right_shape, [shape_message + "; got shape", got])]
         with tf.control_dependencies(checks):
             x = tf.debugging.check_numerics(x, "x must be finite (it holds NaN or Inf)")
         # (an assertion whose data are strings and int32 only needs no tf.cond around it: cheaper to trace and save)
@@ -236,8 +256,11 @@ class ExportModule(tf.Module):
             values = self.model.log_likelihood(batch, num_samples, batch_seed, parameters, samples_per_chunk)
             return index + 1, results.write(index, values)
 
+        # element_shape [None]: each batch gives a vector, which lets an empty batch (N = 0, no element)
+        # concatenate to an empty vector (without it TensorFlow cannot concatenate an empty list)
         _, results = tf.while_loop(lambda index, _: index < num_batches, body,
-                                   (tf.constant(0), tf.TensorArray(tf.float32, size=num_batches, infer_shape=False)))
+                                   (tf.constant(0), tf.TensorArray(tf.float32, size=num_batches, infer_shape=False,
+                                                                   element_shape=tf.TensorShape([None]))))
         return tf.reshape(results.concat(), [count])
 
     def _elbo(self, x):
@@ -263,31 +286,72 @@ class ExportModule(tf.Module):
 
 
 # -- where SavedModels live ---------------------------------------------------------------------------
-# An export stages the model in ``.<name>.tmp-<pid>-<random>`` beside its target and, when it replaces an
-# earlier model, moves that one to ``.<name>.old-<pid>`` for the instant between two renames.
-_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)?")
+# An export stages the model in a new folder ``.<name>.tmp-<pid>-<token>`` beside its target, holding the
+# marker file STAGING_MARKER (which names the export and the pid) from its first instant to its last, and, when
+# it replaces an earlier model, moves that one to ``.<name>.old-<pid>-<token>`` (the staging folder's pid and
+# token) for the instant between two renames. A leftover is known as the tool's own by that marker, never by
+# its name alone: a folder of the user's named alike (``.model.old-backup``) is never moved or deleted.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-(?P<token>[A-Za-z0-9_]+)$")
 _VERSION = re.compile(r"^\d+$")
+STAGING_MARKER = ".vampkeras-staging.json"
+MAX_CONFIG_BYTES = 1 << 20          # a RunConfig's JSON is under 2 KB; a bigger "config" is not one
+
+
+def _read_regular_file(path, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (symbolic links followed) if it holds at most ``limit``; an
+    OSError otherwise. Opened without blocking, so that a FIFO under a file's name cannot hang the read."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        status = os.fstat(handle)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if status.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        with os.fdopen(handle, "rb", closefd=False) as stream:
+            data = stream.read(limit + 1)
+    finally:
+        os.close(handle)
+    if len(data) > limit:                   # grew while read
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data
 
 
 def exported_config(folder) -> RunConfig | None:
     """The RunConfig a vampkeras SavedModel ``folder`` was exported with (its config asset), or None if the
-    folder holds none that can be read (files of another tool, or a damaged model)."""
-    path = Path(folder) / CONFIG_ASSET
+    folder holds none that can be read (files of another tool, or a damaged model). Only a regular file of at
+    most MAX_CONFIG_BYTES is read."""
     try:
-        return RunConfig.from_json(path.read_text()) if path.is_file() else None
+        return RunConfig.from_json(_read_regular_file(Path(folder) / CONFIG_ASSET, MAX_CONFIG_BYTES).decode())
     except (OSError, UnicodeDecodeError, VampkerasError):
         return None
 
 
-def _leftovers(directory: Path, kind: str) -> list[tuple[Path, int | None]]:
-    """(path, pid or None) of the ``.<name>.<kind>-*`` folders an export to ``directory`` leaves while it runs."""
-    found = []
-    if directory.parent.is_dir():
-        for entry in directory.parent.iterdir():
-            match = _LEFTOVER.match(entry.name)
-            if match and match["name"] == directory.name and match["kind"] == kind and entry.is_dir():
-                found.append((entry, int(match["pid"]) if match["pid"] else None))
-    return found
+def _is_own_staging(folder: Path, name: str, pid: int) -> bool:
+    """Whether ``folder`` holds the marker an export to ``name`` by process ``pid`` writes into its staging folder."""
+    try:
+        marker = json.loads(_read_regular_file(folder / STAGING_MARKER, 4096))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("export") == name and marker.get("pid") == pid
+
+
+def _leftovers(directory: Path, kind: str) -> list[tuple[Path, int]]:
+    """(path, pid) of the folders exports to ``directory`` left beside it, of ``kind`` "tmp" (staging folders:
+    ``.<name>.tmp-<pid>-<token>`` holding the staging marker) or "old" (an earlier model moved aside:
+    ``.<name>.old-<pid>-<token>`` whose staging folder, of the same pid and token, is still there). Folders
+    of other names, symbolic links, and look-alikes without the marker are not leftovers: they are the user's."""
+    if not directory.parent.is_dir():
+        return []
+    named = {}
+    for entry in directory.parent.iterdir():
+        match = _LEFTOVER.match(entry.name)
+        if match and match["name"] == directory.name and entry.is_dir() and not entry.is_symlink():
+            named[match["kind"], int(match["pid"]), match["token"]] = entry
+    staging = {(pid, token): path for (found, pid, token), path in named.items()
+               if found == "tmp" and _is_own_staging(path, directory.name, pid)}
+    if kind == "tmp":
+        return [(path, pid) for (pid, _), path in staging.items()]
+    return [(path, pid) for (found, pid, token), path in named.items() if found == "old" and (pid, token) in staging]
 
 
 def _process_alive(pid: int | None) -> bool:
@@ -306,7 +370,8 @@ def _process_alive(pid: int | None) -> bool:
 
 def interrupted_export(directory) -> Path | None:
     """The model an export killed between its two renames left beside ``directory`` (then missing):
-    ``.<name>.old-<pid>``, or None. The next :func:`export` moves it back; loads read it meanwhile."""
+    ``.<name>.old-<pid>-<token>`` beside that export's staging folder, or None. The next :func:`export` moves
+    it back; loads read it meanwhile."""
     directory = Path(directory)
     if directory.exists():
         return None
@@ -342,6 +407,201 @@ def is_saved_model(path, follow: bool = True) -> bool:
     if not follow:
         return (Path(path) / "saved_model.pb").is_file()
     return resolve_saved_model(path) is not None
+
+
+# -- what a vampkeras SavedModel is, read without running it -----------------------------------------------
+# The signatures ExportModule writes: name -> ({argument: kind}, required outputs, optional outputs). Kinds:
+# IMAGE_BATCH a float32 (None, H, W[, C]) batch of the model's images, INT_SCALAR an int32 scalar.
+IMAGE_BATCH, INT_SCALAR = "image batch", "int32 scalar"
+SIGNATURES = {
+    "serving_default": ({"x": IMAGE_BATCH}, {"log_likelihood", "elbo"}, set()),
+    "sample": ({"num_samples": INT_SCALAR, "seed": INT_SCALAR}, {"images"}, set()),
+    "log_prob": ({"x": IMAGE_BATCH, "num_samples": INT_SCALAR}, {"log_likelihood"}, set()),
+    "elbo": ({"x": IMAGE_BATCH}, {"elbo", "reconstruction", "kl"}, set()),
+    "encode": ({"x": IMAGE_BATCH}, {"mean", "log_var"}, set()),
+    "reconstruct": ({"x": IMAGE_BATCH}, {"images"}, set()),
+    "latent_means": ({"x": IMAGE_BATCH}, {"z1"}, {"z2"}),
+    "metadata": ({}, {"config_json", "format_version", "likelihood"}, set()),
+}
+OPTIONAL_SIGNATURES = {           # mixture priors, VampPriors
+    "sample_component": ({"component": INT_SCALAR, "num_samples": INT_SCALAR, "seed": INT_SCALAR}, {"images"}, set()),
+    "pseudo_inputs": ({}, {"images"}, set()),
+}
+# TensorFlow adds this signature to every SavedModel (a no-op that TF1 loaders run after restoring variables).
+_INIT_SIGNATURE = "__saved_model_init_op"
+MAX_GRAPH_BYTES = 256 << 20     # saved_model.pb: a vampkeras model's is a few MB (its weights lie in variables/)
+# Operations that reach outside the tensors of the call: files, Python, the network, other devices and
+# processes, nested serialized graphs. No function of vampkeras' uses one; the save and restore functions that
+# TensorFlow writes beside them use CHECKPOINT_OPERATIONS (never run by tf.saved_model.load). A screen for a
+# hostile graph's plainest means, not a sandbox: see :func:`verify_saved_model`.
+CHECKPOINT_OPERATIONS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints"})
+OUTSIDE_OPERATIONS = CHECKPOINT_OPERATIONS | frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "ImmutableConst", "FileSystemSetConfiguration",
+    "PyFunc", "PyFuncStateless", "EagerPyFunc",
+    "Print", "PrintV2",
+    "Save", "SaveSlices", "Restore", "RestoreSlice", "DTensorRestoreV2", "LoadAndRemapMatrix",
+    "GenerateVocabRemapping", "CalibrationStatisticsSaver",
+    "InitializeTableFromTextFile", "InitializeTableFromTextFileV2",
+    "DecodeProtoV2", "EncodeProto",
+    "CreateSummaryFileWriter", "CreateSummaryDbWriter", "SummaryWriter", "WriteSummary", "WriteRawProtoSummary",
+    "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary", "WriteGraphSummary",
+    "ImportEvent", "FlushSummaryWriter", "CloseSummaryWriter", "StatsAggregatorSetSummaryWriter",
+    "WholeFileReader", "WholeFileReaderV2", "TextLineReader", "TextLineReaderV2", "TFRecordReader",
+    "TFRecordReaderV2", "FixedLengthRecordReader", "FixedLengthRecordReaderV2", "LMDBReader", "IdentityReader",
+    "IdentityReaderV2", "RecordInput",
+    "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset", "FixedLengthRecordDataset",
+    "FixedLengthRecordDatasetV2", "CSVDataset", "CSVDatasetV2", "ExperimentalCSVDataset", "LMDBDataset",
+    "ExperimentalLMDBDataset", "SqlDataset", "ExperimentalSqlDataset", "MatchingFilesDataset",
+    "ExperimentalMatchingFilesDataset", "SaveDataset", "SaveDatasetV2", "LoadDataset", "SnapshotDataset",
+    "SnapshotDatasetV2", "SnapshotDatasetReader", "SnapshotNestedDatasetReader", "SnapshotChunkDataset",
+    "ListSnapshotChunksDataset", "CacheDataset", "CacheDatasetV2", "DatasetToTFRecord",
+    "ExperimentalDatasetToTFRecord", "DatasetFromGraph", "DistributedSave", "DataServiceDataset",
+    "DataServiceDatasetV2", "DataServiceDatasetV3", "DataServiceDatasetV4",
+    "DebugIdentity", "DebugIdentityV2", "DebugIdentityV3", "DebugNanCount", "DebugNumericSummary",
+    "DebugNumericSummaryV2",
+    "RemoteCall", "Send", "Recv", "_Send", "_Recv", "_HostSend", "_HostRecv", "RpcClient", "RpcCall",
+    "RpcServer", "RpcServerRegister", "RpcServerStart",
+})
+
+
+def _function_references(nodes, functions) -> set[str]:
+    """The library functions that ``nodes`` (NodeDefs) call: as their op, or in a function-valued attribute
+    (PartitionedCall's f, While's body and cond, If's branches, a dataset's map function, ...)."""
+    found = set()
+    for node in nodes:
+        if node.op in functions:
+            found.add(node.op)
+        for value in node.attr.values():
+            if value.func.name:
+                found.add(value.func.name)
+            found.update(function.name for function in value.list.func)
+    return found
+
+
+def _reachable(roots, functions) -> set[str]:
+    """The names of the functions ``roots`` and the functions they call, transitively (names in ``functions``)."""
+    seen, pending = set(), [name for name in roots if name in functions]
+    while pending:
+        name = pending.pop()
+        if name not in seen:
+            seen.add(name)
+            pending.extend(_function_references(functions[name].node_def, functions) - seen)
+    return seen
+
+
+def _outside_operation(meta_graph) -> str | None:
+    """An operation of OUTSIDE_OPERATIONS that ``meta_graph``'s graph or functions use ("WriteFile in function
+    f"), or None. Checkpoint operations are allowed only in functions that the saver alone calls."""
+    functions = {function.signature.name: function for function in meta_graph.graph_def.library.function}
+    saver = meta_graph.saver_def
+    saver_nodes = {saver.restore_op_name, saver.save_tensor_name.partition(":")[0]} - {""}
+    other_nodes = [node for node in meta_graph.graph_def.node if node.name not in saver_nodes]
+    saver_roots = _function_references([node for node in meta_graph.graph_def.node if node.name in saver_nodes],
+                                       functions)
+    loaded = _reachable(_function_references(other_nodes, functions)
+                        | set(meta_graph.object_graph_def.concrete_functions), functions)
+    saver_only = _reachable(saver_roots, functions) - loaded
+    for node in meta_graph.graph_def.node:
+        if node.op in OUTSIDE_OPERATIONS and node.name not in saver_nodes:
+            return f"{node.op} in its graph"
+    for name, function in functions.items():
+        allowed = CHECKPOINT_OPERATIONS if name in saver_only else frozenset()
+        for node in function.node_def:
+            if node.op in OUTSIDE_OPERATIONS - allowed:
+                return f"{node.op} in its function {name}"
+    return None
+
+
+def _tensor_kind(info, image_shape) -> str | None:
+    """The kind (IMAGE_BATCH, INT_SCALAR) of a signature's TensorInfo, or None for another tensor."""
+    shape = None if info.tensor_shape.unknown_rank else [dim.size for dim in info.tensor_shape.dim]
+    if info.dtype == tf.int32.as_datatype_enum and shape == []:
+        return INT_SCALAR
+    if info.dtype == tf.float32.as_datatype_enum and shape == [-1, *image_shape]:
+        return IMAGE_BATCH
+    return None
+
+
+def _signature_problem(signatures) -> str | None:
+    """Why ``signatures`` (a MetaGraphDef's signature_def map) are not those of :class:`ExportModule`, or None."""
+    known = {**SIGNATURES, **OPTIONAL_SIGNATURES}
+    unknown = sorted(set(signatures) - set(known) - {_INIT_SIGNATURE})
+    if unknown:
+        return f"it has signatures vampkeras does not write: {', '.join(unknown[:5])}"
+    missing = sorted(set(SIGNATURES) - set(signatures))
+    if missing:
+        return f"it lacks the signatures {', '.join(missing)}"
+    images = signatures["sample"].outputs.get("images")
+    image_shape = None if images is None or images.tensor_shape.unknown_rank else \
+        [dim.size for dim in images.tensor_shape.dim][1:]
+    if (image_shape is None or len(image_shape) not in (2, 3) or min(image_shape, default=-1) < 1
+            or (len(image_shape) == 3 and image_shape[-1] == 1)):
+        return "its sample signature gives no (N, H, W) or (N, H, W, C) images"
+    for name, (arguments, outputs, optional) in known.items():
+        if name not in signatures:
+            continue
+        signature = signatures[name]
+        found = {key: _tensor_kind(info, image_shape) for key, info in signature.inputs.items()}
+        if found != arguments:
+            return f"its {name} signature takes other arguments"
+        if not outputs <= set(signature.outputs) <= outputs | optional:
+            return f"its {name} signature gives other outputs"
+    return None
+
+
+def verify_saved_model(folder) -> RunConfig:
+    """The RunConfig of the vampkeras SavedModel ``folder`` (its ``assets/config.json``), after checking
+    what can be checked without running any of its graph; a VampkerasError if it is not one.
+
+    A SavedModel is a program: ``tf.saved_model.load`` may run functions of it (the initializers of its
+    resources), and every call runs its graph. So before anything of it is loaded, its ``saved_model.pb`` (at
+    most MAX_GRAPH_BYTES, a regular file) is parsed as data: it must hold one graph tagged "serve" in TF2's
+    object format, exactly the signatures :class:`ExportModule` writes (SIGNATURES, and OPTIONAL_SIGNATURES),
+    with their arguments and outputs, and no operation that reaches outside the tensors of a call
+    (OUTSIDE_OPERATIONS: files, Python, the network); and its config asset must be a RunConfig. Another tool's
+    SavedModel, or a hostile one whose functions write files, is refused here, with nothing of it run.
+
+    What passes is still a program, as TensorFlow's own security guidance says of every SavedModel: a graph
+    of ordinary operations can still compute wrong numbers, or exhaust memory and time. Loading a SavedModel
+    that someone else made (vampkeras' or not) is trusting them, like running their code.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+    from google.protobuf.message import DecodeError
+
+    folder = Path(folder)
+    try:
+        data = _read_regular_file(folder / "saved_model.pb", MAX_GRAPH_BYTES)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise VampkerasError(f"{folder} is not a vampkeras SavedModel (its saved_model.pb cannot be read: "
+                             f"{reason})") from None
+    saved_model = saved_model_pb2.SavedModel()
+    try:
+        saved_model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise VampkerasError(f"{folder} is damaged or incomplete: its saved_model.pb cannot be parsed ({reason}); "
+                             "export or copy it again") from None
+
+    def refuse(problem):
+        raise VampkerasError(f"{folder} is not a vampkeras SavedModel ({problem})")
+
+    if len(saved_model.meta_graphs) != 1 or list(saved_model.meta_graphs[0].meta_info_def.tags) != ["serve"]:
+        refuse("it does not hold exactly one graph, tagged serve")
+    meta_graph = saved_model.meta_graphs[0]
+    if not meta_graph.object_graph_def.nodes:
+        refuse("it is in TensorFlow 1's format")
+    problem = _signature_problem(meta_graph.signature_def)
+    if problem is not None:
+        refuse(problem)
+    operation = _outside_operation(meta_graph)
+    if operation is not None:
+        refuse(f"it uses the operation {operation}, which reaches outside the model and which vampkeras never "
+               "writes")
+    config = exported_config(folder)
+    if config is None:
+        refuse(f"it has no readable {CONFIG_ASSET.as_posix()}")
+    return config
 
 
 def _real(path) -> Path:
@@ -438,33 +698,71 @@ def _write_saved_model(model, config_json: str, target: Path, staging: Path) -> 
     tf.saved_model.save(module, str(target), signatures=module.signatures())
 
 
-def _stage(model, config_json: str, folder: Path, name: str) -> tuple[Path, Path]:
-    """Write the SavedModel into a fresh staging folder inside ``folder``; returns (staging, model folder)."""
+def _new_staging(folder: Path, name: str) -> Path:
+    """A new staging folder ``.<name>.tmp-<pid>-<token>`` in ``folder``, holding the marker that makes it (and
+    the earlier model the export moves aside under its pid and token) known as this tool's own. (A kill in the
+    instant between the folder's creation and the marker's leaves an empty folder, which stays: it cannot be
+    told from a user's.)"""
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=folder))
+    with open(staging / STAGING_MARKER, "w") as stream:
+        json.dump({"export": name, "pid": os.getpid(), "created_by": "vampkeras export"}, stream)
+    return staging
+
+
+def _aside_name(staging: Path) -> str:
+    """The name under which the export of ``staging`` moves an earlier model aside: ``.<name>.old-<pid>-<token>``."""
+    match = _LEFTOVER.match(staging.name)
+    return f".{match['name']}.old-{match['pid']}-{match['token']}"
+
+
+def _remove_staging(staging: Path) -> None:
+    """Delete a staging folder, its marker last: a kill midway leaves a folder still known as the tool's own,
+    which the next export deletes."""
+    try:
+        entries = [entry for entry in staging.iterdir() if entry.name != STAGING_MARKER]
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry)
+            except OSError:
+                pass
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(model, config_json: str, folder: Path, name: str) -> tuple[Path, Path]:
+    """Write the SavedModel into a new staging folder inside ``folder`` (see :func:`_new_staging`); returns
+    (staging, model folder)."""
+    staging = _new_staging(folder, name)
     try:
         target = staging / "model"
         _write_saved_model(model, config_json, target, staging)
         _honour_umask(target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_staging(staging)
         raise
     return staging, target
 
 
 def _clear_leftovers(directory: Path) -> None:
     """Before an export to ``directory``: move an interrupted export's earlier model back into place, and
-    delete what dead exports left (staging folders, and earlier models already replaced)."""
+    delete what dead exports left (earlier models already replaced, then staging folders: these mark the
+    former as the tool's own, so they go last). Only folders known as the tool's own by their marker are
+    touched (see :func:`_leftovers`)."""
     recovered = interrupted_export(directory)
     if recovered is not None:
         os.replace(recovered, directory)
         _fsync_folder(directory.parent)
         logger.warning("an earlier export to %s was interrupted; its previous model is back in place", directory)
-    for path, pid in _leftovers(directory, "tmp"):
-        if not _process_alive(pid):         # (a live process may be exporting there right now)
-            shutil.rmtree(path, ignore_errors=True)
     if directory.exists():
         for path, _ in _leftovers(directory, "old"):
             shutil.rmtree(path, ignore_errors=True)
+    for path, pid in _leftovers(directory, "tmp"):
+        if not _process_alive(pid):         # (a live process may be exporting there right now)
+            _remove_staging(path)
 
 
 def export(model, config_json: str, directory, overwrite: bool = False, versioned: bool = False) -> Path:
@@ -495,7 +793,7 @@ def export(model, config_json: str, directory, overwrite: bool = False, versione
     staging, target = _stage(model, config_json, directory.parent, directory.name)
     try:
         if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            old = directory.with_name(_aside_name(staging))
             os.replace(directory, old)
             os.replace(target, directory)
             _fsync_folder(directory.parent)
@@ -504,7 +802,7 @@ def export(model, config_json: str, directory, overwrite: bool = False, versione
             os.replace(target, directory)
             _fsync_folder(directory.parent)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_staging(staging)
     logger.info("exported SavedModel to %s", directory)
     return directory
 
@@ -514,7 +812,7 @@ def _export_version(model, config_json: str, base: Path) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     for path, pid in _leftovers(base / "version", "tmp"):
         if not _process_alive(pid):
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_staging(path)
     staging, target = _stage(model, config_json, base, "version")
     try:
         for _ in range(100):
@@ -534,6 +832,6 @@ def _export_version(model, config_json: str, base: Path) -> Path:
                                  "versions there")
         _fsync_folder(base)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove_staging(staging)
     logger.info("exported SavedModel version %d to %s", version, destination)
     return destination

@@ -116,14 +116,19 @@ class TrainedModel:
     @classmethod
     def _from_saved_model(cls, path: Path) -> "TrainedModel":
         """A SavedModel folder, a TF Serving model base path (its highest version) or an export interrupted
-        while it replaced ``path`` (see :func:`export.resolve_saved_model`). One that TensorFlow cannot load
-        (a half-copied one) is "damaged"; one without vampkeras' metadata and functions (another tool's) is
-        "not a vampkeras SavedModel": both a VampkerasError."""
+        while it replaced ``path`` (see :func:`export.resolve_saved_model`). One that is not a vampkeras
+        SavedModel (another tool's, or a hostile one whose functions reach outside the model) is refused by
+        :func:`export.verify_saved_model` before anything of it is loaded or run; one that TensorFlow then
+        cannot load (a half-copied one) is "damaged": both a VampkerasError.
+
+        A SavedModel that passes is still a program that this process runs (see
+        :func:`export.verify_saved_model`): load only SavedModels whose maker you trust."""
         resolved = export.resolve_saved_model(path)
         if resolved is None:
             raise VampkerasError(f"{path} is not a SavedModel (no saved_model.pb, nor numbered versions holding one)")
         if resolved != Path(path):
             logger.info("loading the SavedModel %s for %s", resolved, path)
+        config = export.verify_saved_model(resolved)      # read as data: nothing of the model runs before this
         try:
             loaded = tf.saved_model.load(str(resolved))
         except (OSError, ValueError, IndexError, KeyError, tf.errors.OpError) as error:
@@ -131,21 +136,17 @@ class TrainedModel:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise VampkerasError(f"{resolved} is damaged or incomplete: TensorFlow cannot load it ({reason}); "
                                  "export or copy it again") from None
-        try:
-            metadata = loaded.metadata()
-            version = int(metadata["format_version"].numpy())
-            config_json = metadata["config_json"].numpy().decode()
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError, UnicodeDecodeError,
-                tf.errors.OpError) as error:
-            raise VampkerasError(f"{resolved} is not a vampkeras SavedModel (its metadata() gives no "
-                                 f"format_version and config_json: {type(error).__name__} {error})") from None
-        if version != export.FORMAT_VERSION:
-            raise VampkerasError(f"{resolved} was exported in format {version}; this vampkeras reads format "
-                                 f"{export.FORMAT_VERSION}")
         problem = _interface_problem(loaded)
         if problem is not None:
             raise VampkerasError(f"{resolved} is not a vampkeras SavedModel ({problem})")
-        config = RunConfig.from_json(config_json)
+        try:
+            version = int(loaded.metadata()["format_version"].numpy())
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError, tf.errors.OpError) as error:
+            raise VampkerasError(f"{resolved} is not a vampkeras SavedModel (its metadata() gives no "
+                                 f"format_version: {type(error).__name__} {error})") from None
+        if version != export.FORMAT_VERSION:
+            raise VampkerasError(f"{resolved} was exported in format {version}; this vampkeras reads format "
+                                 f"{export.FORMAT_VERSION}")
         image_shape = loaded.signatures["sample"].structured_outputs["images"].shape[1:]
         return cls(config, tuple(image_shape), loaded, source=resolved)
 
@@ -160,21 +161,30 @@ class TrainedModel:
         """Whether the prior is a VampPrior: :meth:`pseudo_inputs` works."""
         return hasattr(self._functions, "pseudo_inputs")
 
+    def _batch(self, images) -> tf.Tensor:
+        """``images`` as a tensor after checking its shape (N, H, W[, C]) here: a loaded SavedModel's functions
+        refuse another shape with TensorFlow's own TypeError, before their checks run."""
+        images = tf.constant(images)
+        if images.shape.rank != 1 + len(self.image_shape) or tuple(images.shape[1:]) != self.image_shape:
+            raise VampkerasError(f"the model refuses its input: {export.image_shape_message(self.image_shape)}; "
+                                 f"got shape {tuple(images.shape)}")
+        return images
+
     # -- scoring ----------------------------------------------------------------------------------------
     @_checked_inputs
     def log_prob(self, images: np.ndarray, num_samples: int) -> np.ndarray:
         """Importance-sampled log p(x) with ``num_samples`` samples (paper §5.2), (N,) nats."""
-        return self._log_prob(tf.constant(images), tf.constant(num_samples, tf.int32))["log_likelihood"].numpy()
+        return self._log_prob(self._batch(images), tf.constant(num_samples, tf.int32))["log_likelihood"].numpy()
 
     @_checked_inputs
     def elbo(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """``{"elbo", "reconstruction", "kl"}``, each (N,), a single-sample estimate."""
-        return {k: v.numpy() for k, v in self._functions.elbo(tf.constant(images)).items()}
+        return {k: v.numpy() for k, v in self._functions.elbo(self._batch(images)).items()}
 
     @_checked_inputs
     def latent_means(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """E_q[z|x] per latent layer: ``{"z1": (N, M)[, "z2": (N, M)]}`` (for active units)."""
-        return {k: v.numpy() for k, v in self._functions.latent_means(tf.constant(images)).items()}
+        return {k: v.numpy() for k, v in self._functions.latent_means(self._batch(images)).items()}
 
     # -- images -----------------------------------------------------------------------------------------
     @_checked_inputs
@@ -194,7 +204,7 @@ class TrainedModel:
     @_checked_inputs
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """The decoder's mean of each image's posterior mean, (N, H, W[, C])."""
-        return self._functions.reconstruct(tf.constant(images))["images"].numpy()
+        return self._functions.reconstruct(self._batch(images))["images"].numpy()
 
     def pseudo_inputs(self) -> np.ndarray:
         """The VampPrior's K pseudo-inputs u_k as images, (K, H, W[, C]). VampPriors only (:attr:`has_pseudo_inputs`)."""

@@ -168,3 +168,43 @@ def test_the_in_memory_functions_check_the_image_shape_too(trained_run):
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"x must be a batch of images of shape \(N, 28, 28\)"):
         dynamic(tf.zeros([2, 27, 27]), tf.constant(3), parameters)
     assert dynamic(tf.zeros([2, 28, 28]), tf.constant(3), parameters)["log_likelihood"].shape == (2,)
+
+
+# -- issue 33 item 17: empty batches, and x of another rank, through every signature ----------------------------
+# The signatures that take a batch x (N, 28, 28), with their other arguments.
+BATCH_SIGNATURES = {"serving_default": {}, "log_prob": {"num_samples": 3}, "elbo": {}, "encode": {},
+                    "reconstruct": {}, "latent_means": {}}
+EMPTY_OUTPUTS = {"serving_default": {"log_likelihood": (0,), "elbo": (0,)}, "log_prob": {"log_likelihood": (0,)},
+                 "elbo": {"elbo": (0,), "reconstruction": (0,), "kl": (0,)}, "encode": {"mean": (0, 40),
+                 "log_var": (0, 40)}, "reconstruct": {"images": (0, 28, 28)}, "latent_means": {"z1": (0, 40)}}
+
+
+def test_an_empty_batch_gives_empty_outputs_from_every_signature(loaded, trained_run):
+    """serving_default and log_prob failed with "TensorListConcatV2 ... empty tensor list" for N = 0."""
+    from vampkeras.trained_model import TrainedModel
+
+    for name, others in BATCH_SIGNATURES.items():
+        arguments = {"x": tf.zeros([0, 28, 28]), **{key: tf.constant(value) for key, value in others.items()}}
+        # the signature (TF Serving, saved_model_cli) and the function (tf.saved_model.load) alike
+        for function in (loaded.signatures[name], getattr(loaded, name)):
+            outputs = function(**arguments)
+            assert {key: tuple(value.shape) for key, value in outputs.items()} == EMPTY_OUTPUTS[name], name
+    assert TrainedModel.load(trained_run.export_dir).log_prob(np.zeros([0, 28, 28], np.float32), 5).shape == (0,)
+
+
+@pytest.mark.parametrize("shape", [(2, 28, 28, 1), (2, 28, 28, 3), (2, 784), (28, 28), (), (2, 28, 28, 0),
+                                   (1, 2, 28, 28)])
+def test_a_batch_of_another_rank_is_refused_naming_x_and_the_shape(loaded, trained_run, shape):
+    """A signature does not check its arguments' shapes (TF Serving and saved_model_cli feed it anything):
+    a rank-4 x failed with "In[0] should be a scalar", naming nothing."""
+    from vampkeras.errors import VampkerasError
+    from vampkeras.trained_model import TrainedModel
+
+    expected = f"x must be a batch of images of shape (N, 28, 28); got shape ({', '.join(map(str, shape))})"
+    for name, others in BATCH_SIGNATURES.items():
+        with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+            loaded.signatures[name](x=tf.zeros(shape), **{key: tf.constant(value) for key, value in others.items()})
+        assert input_error_message(caught.value) == expected, name
+    # through vampkeras' own interface: one VampkerasError with the same words
+    with pytest.raises(VampkerasError, match=re.escape("x must be a batch of images of shape (N, 28, 28); got shape")):
+        TrainedModel.load(trained_run.export_dir).log_prob(np.zeros(shape, np.float32), 5)
