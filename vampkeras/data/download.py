@@ -94,28 +94,27 @@ def content_sha256(path, gzip_content: bool = False, limit: int | None = None) -
     return digest.hexdigest(), length
 
 
-def verified_content(path, remote: RemoteFile) -> bytes:
+def verified_content(path, remote: RemoteFile) -> bytearray:
     """``path``'s content (gunzipped for ``gzip_content`` files), read once and returned only if its sha256 and
     size are those the registry records for ``remote``, so that the bytes parsed are the bytes checked. A
     mismatch is one :class:`DataError` naming the file, both checksums and what to do; nothing is parsed."""
     path = Path(path)
     limit = remote.size if remote.size is not None else DOWNLOAD_MAX_BYTES
-    chunks, length, digest = [], 0, hashlib.sha256()
+    content, digest = bytearray(), hashlib.sha256()
     try:
         with _open_content(path, remote.gzip_content) as stream:
-            while length <= limit:
-                block = stream.read(min(BLOCK, limit + 1 - length))
+            while len(content) <= limit:
+                block = stream.read(min(BLOCK, limit + 1 - len(content)))
                 if not block:
                     break
-                chunks.append(block)
+                content += block
                 digest.update(block)
-                length += len(block)
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"cannot read {path}: the file is truncated or corrupt ({error}); replace it with a "
                         f"correct copy of {remote.relative_path}") from None
-    actual = digest.hexdigest()
+    actual, length = digest.hexdigest(), len(content)
     if actual == remote.sha256 and (remote.size is None or length == remote.size):
-        return b"".join(chunks)
+        return content
     what = "decompressed content" if remote.gzip_content else "content"
     if length > limit:
         found = f"its {what} is more than {limit} bytes"

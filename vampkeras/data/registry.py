@@ -12,8 +12,10 @@ import dataclasses
 import hashlib
 import io
 import logging
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -280,13 +282,24 @@ def _load_omniglot(data_dir, download):
     return train[:-1345], train[-1345:], test
 
 
-def _read_omniglot_original(path, content: bytes) -> np.ndarray:
+def _read_omniglot_original(path, content) -> np.ndarray:
     """(N, 105, 105) bool, True = ink, from one of the originals' npz files (whose ``images`` are True =
-    background), read from its verified ``content`` (pickled objects refused)."""
+    background), read from its verified ``content`` (pickled objects refused; the array's declared size checked
+    against its member's before it is allocated)."""
     try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive, archive.open("images.npy") as member:
+            version = np.lib.format.read_magic(member)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            shape, _, dtype = reader(member)
+            declared, held = math.prod(shape) * dtype.itemsize, archive.getinfo("images.npy").file_size - member.tell()
+        if declared != held:
+            raise DataError(f"{path}: its images declare shape {shape} ({declared} bytes) and hold {held} bytes")
         with np.load(io.BytesIO(content), allow_pickle=False) as archive:
             images = archive["images"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+    except DataError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise DataError(f"cannot read {path} as the Omniglot originals ({error})") from None
     if images.ndim != 4 or images.shape[2:] != (105, 105):
         raise DataError(f"{path}: expected images of shape (characters, drawers, 105, 105), got {images.shape}")

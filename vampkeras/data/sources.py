@@ -36,10 +36,11 @@ IDX_IMAGES_MAGIC = 2051
 # gzip-inflated content) beyond them is refused before it is read further.
 IDX_MAX_BYTES = 64 << 20        # MNIST's train-images: 16 + 60000·28·28 bytes = 47 MB
 AMAT_MAX_BYTES = 128 << 20      # static MNIST's train .amat: 78.4 MB of text
-MAT_MAX_BYTES = 512 << 20       # Omniglot's chardata.mat: 32415·784 doubles = 203 MB (uncompressed)
+MAT_MAX_BYTES = 256 << 20       # Omniglot's chardata.mat: 32415·784 doubles = 203 MB (uncompressed)
 MAT_MAX_DEPTH = 16              # nested cells and structs (the registry's files nest two deep)
-PICKLE_MAX_BYTES = 512 << 20    # Histopathology: 10800·784 floats, as text pickle or binary
-PICKLE_MAX_OPS = 1_000_000      # a CIFAR-10 batch takes about 40000 (its labels and file names)
+MAT_MAX_ELEMENTS = 100_000      # data elements in all (Caltech 101's 101 class names take about 600)
+PICKLE_MAX_BYTES = 256 << 20    # Histopathology: 10800·784 floats (68 MB as float64; up to 4x as a text pickle)
+PICKLE_MAX_OPS = 200_000        # a CIFAR-10 batch takes about 40000 (its labels and file names)
 
 
 def open_regular(path):
@@ -62,22 +63,22 @@ def open_regular(path):
         raise
 
 
-def _read_limited(stream, limit: int, path, what: str) -> bytes:
-    """Everything ``stream`` holds, read in blocks; more than ``limit`` bytes is a :class:`DataError` raised as
-    soon as the excess is seen (a gzip bomb costs at most ``limit`` bytes)."""
-    chunks, length = [], 0
+def _read_limited(stream, limit: int, path, what: str) -> bytearray:
+    """Everything ``stream`` holds, read in blocks into one growing buffer (never twice its size in memory);
+    more than ``limit`` bytes is a :class:`DataError` raised as soon as the excess is seen (a gzip bomb costs
+    at most ``limit`` bytes)."""
+    content = bytearray()
     while True:
-        block = stream.read(min(BLOCK, limit + 1 - length))
+        block = stream.read(min(BLOCK, limit + 1 - len(content)))
         if not block:
-            return b"".join(chunks)
-        chunks.append(block)
-        length += len(block)
-        if length > limit:
+            return content
+        content += block
+        if len(content) > limit:
             raise DataError(f"{path}: {what} is larger than {limit} bytes, more than a file of this dataset can "
                             "be; it was not read further")
 
 
-def read_bytes(path, limit: int) -> bytes:
+def read_bytes(path, limit: int) -> bytearray:
     """A file's content, gunzipped if it is gzip-compressed; content beyond ``limit`` bytes is refused."""
     path = Path(path)
     try:
@@ -130,6 +131,9 @@ def read_amat(path, width: int = 784, content: bytes | None = None) -> np.ndarra
                         f"(found lines with {lengths[:5]} values)")
     images = np.empty((len(lines), width), dtype=np.float32)
     for index, line in enumerate(lines):
+        if len(line) > 32 * width:           # (a number needs far fewer characters; split() would cost far more)
+            raise DataError(f"{path} is not a .amat file of {width} values per line (line {index + 1} is "
+                            f"{len(line)} characters long)")
         characters = np.frombuffer(line.strip(), dtype=np.uint8)
         if len(characters) == 2 * width - 1 and np.all(characters[1::2] == 32):    # "0 1 0 ...": digits at once
             images[index] = characters[::2] - 48.0
@@ -140,7 +144,7 @@ def read_amat(path, width: int = 784, content: bytes | None = None) -> np.ndarra
             raise DataError(f"{path} is not a .amat file of {width} values per line (line {index + 1} has "
                             f"{len(values)} values)")
         try:
-            images[index] = np.array(values, dtype=np.float32)
+            images[index] = np.array([bytes(value) for value in values], dtype=np.float32)
         except ValueError:
             raise DataError(f"{path}: line {index + 1} holds values that are not numbers") from None
     if not np.isin(images, (0.0, 1.0)).all():
@@ -153,22 +157,31 @@ _MI_SIZES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8, 16: 1
 _MI_MATRIX, _MI_COMPRESSED = 14, 15
 _MX_CHAR, _MX_NUMERIC = 4, range(6, 16)      # mxCHAR_CLASS; mxDOUBLE_CLASS .. mxUINT64_CLASS
 _MAT4_SIZES = {0: 8, 1: 4, 2: 4, 3: 2, 4: 2, 5: 1}                                              # precision: bytes
+_MI_KINDS = {*_MI_SIZES, _MI_MATRIX, _MI_COMPRESSED}
 
 
-def _mat_elements(data: bytes, start: int, end: int, order: str, path) -> list[tuple[int, int, int]]:
-    """The (type, offset, length) of each MATLAB v5 data element between ``start`` and ``end``; an element
-    that declares more bytes than follow is a :class:`DataError`."""
+def _mat_elements(data, start: int, end: int, order: str, path, budget: list) -> list[tuple[int, int, int]]:
+    """The (type, offset, length) of each MATLAB v5 data element between ``start`` and ``end``; an element of
+    no MATLAB type, one that declares more bytes than follow, or more than :data:`MAT_MAX_ELEMENTS` in all
+    (``budget[1]`` counts down) is a :class:`DataError`."""
     elements, position = [], start
     while end - position >= 8:
+        budget[1] -= 1
+        if budget[1] < 0:
+            raise DataError(f"{path} holds more than {MAT_MAX_ELEMENTS} MATLAB data elements; not read")
         kind, length = struct.unpack_from(order + "II", data, position)
         if kind >> 16:                      # small element: length in the upper half, data in the tag's last 4 bytes
             kind, length = kind & 0xFFFF, kind >> 16
             if length > 4:
                 raise DataError(f"{path} is not a valid MATLAB file (a small element at byte {position} declares "
                                 f"{length} bytes)")
+            if kind not in _MI_KINDS:
+                raise DataError(f"{path} is not a valid MATLAB file (an element of type {kind} at byte {position})")
             elements.append((kind, position + 4, length))
             position += 8
             continue
+        if kind not in _MI_KINDS:
+            raise DataError(f"{path} is not a valid MATLAB file (an element of type {kind} at byte {position})")
         body = position + 8
         if length > end - body:
             raise DataError(f"{path} is truncated or its header lies: a MATLAB element at byte {position} declares "
@@ -182,7 +195,7 @@ def _check_mat_matrix(data, body, length, order, path, budget, depth):
     """Check one miMATRIX element: its dimensions against the values it holds, its children recursively."""
     if depth > MAT_MAX_DEPTH:
         raise DataError(f"{path}: MATLAB arrays nested more than {MAT_MAX_DEPTH} deep; not read")
-    parts = _mat_elements(data, body, body + length, order, path)
+    parts = _mat_elements(data, body, body + length, order, path, budget)
     if not parts:
         return
     if len(parts) < 3 or parts[0][2] < 4 or parts[1][0] != 5 or parts[1][2] % 4:
@@ -208,19 +221,29 @@ def _check_mat_matrix(data, body, length, order, path, budget, depth):
             _check_mat_matrix(data, child, size, order, path, budget, depth + 1)
 
 
+def _inflate_bounded(compressed: bytes, limit: int, path) -> bytearray:
+    """A zlib stream inflated a block at a time, refused as soon as it passes ``limit`` bytes (memory stays
+    near ``limit``, never twice it)."""
+    inflater, inner, pending = zlib.decompressobj(), bytearray(), compressed
+    try:
+        while pending and not inflater.eof:
+            inner += inflater.decompress(pending, BLOCK)
+            pending = inflater.unconsumed_tail
+            if len(inner) > limit:
+                raise DataError(f"{path}: its compressed MATLAB elements inflate to more than {MAT_MAX_BYTES} "
+                                "bytes; not read")
+        inner += inflater.flush()
+    except zlib.error as error:
+        raise DataError(f"{path}: a compressed MATLAB element is corrupt ({error})") from None
+    return inner
+
+
 def _check_mat_elements(data, start, end, order, path, budget, depth=0):
-    for kind, body, length in _mat_elements(data, start, end, order, path):
+    for kind, body, length in _mat_elements(data, start, end, order, path, budget):
         if kind == _MI_MATRIX:
             _check_mat_matrix(data, body, length, order, path, budget, depth)
         elif kind == _MI_COMPRESSED:
-            inflater = zlib.decompressobj()
-            try:
-                inner = inflater.decompress(data[body:body + length], budget[0] + 1)
-            except zlib.error as error:
-                raise DataError(f"{path}: a compressed MATLAB element is corrupt ({error})") from None
-            if len(inner) > budget[0]:
-                raise DataError(f"{path}: its compressed MATLAB elements inflate to more than {MAT_MAX_BYTES} "
-                                "bytes; not read")
+            inner = _inflate_bounded(data[body:body + length], budget[0], path)
             budget[0] -= len(inner)
             if depth >= MAT_MAX_DEPTH:
                 raise DataError(f"{path}: MATLAB elements nested more than {MAT_MAX_DEPTH} deep; not read")
@@ -228,9 +251,13 @@ def _check_mat_elements(data, start, end, order, path, budget, depth=0):
 
 
 def _check_mat4(data: bytes, path) -> None:
-    """A MATLAB v4 file: each variable's header (type, rows, columns) against the bytes that follow it."""
-    position = 0
+    """A MATLAB v4 file: each variable's header (type, rows, columns) against the bytes that follow it, at most
+    :data:`MAT_MAX_ELEMENTS` variables."""
+    position, count = 0, 0
     while position < len(data):
+        count += 1
+        if count > MAT_MAX_ELEMENTS:
+            raise DataError(f"{path} holds more than {MAT_MAX_ELEMENTS} MATLAB variables; not read")
         if len(data) - position < 20:
             raise DataError(f"{path} is not a valid MATLAB file (a v4 header is cut short)")
         for order in "<>":
@@ -239,7 +266,7 @@ def _check_mat4(data: bytes, path) -> None:
                 break
         else:
             raise DataError(f"{path} is not a MATLAB file")
-        if min(rows, cols, name_length) < 0 or imaginary not in (0, 1):
+        if min(rows, cols) < 0 or name_length < 1 or imaginary not in (0, 1):    # (the name ends in a NUL)
             raise DataError(f"{path} is not a valid MATLAB file (a v4 header declares {rows}x{cols} values)")
         size = 20 + name_length + rows * cols * _MAT4_SIZES[(kind % 100) // 10] * (1 + imaginary)
         if size > len(data) - position:
@@ -263,7 +290,7 @@ def check_mat(data: bytes, path) -> None:
         raise DataError(f"{path} is a MATLAB v7.3 (HDF5) file, which vampkeras does not read; save it with -v7")
     if major != 1:
         raise DataError(f"{path} is not a MATLAB file (version {major})")
-    _check_mat_elements(data, 128, len(data), order, path, [MAT_MAX_BYTES])
+    _check_mat_elements(data, 128, len(data), order, path, [MAT_MAX_BYTES, MAT_MAX_ELEMENTS])
 
 
 def load_mat(path, content: bytes | None = None) -> dict:
@@ -483,7 +510,7 @@ def load_pickle(path, member_suffix: str | None = None, content: bytes | None = 
     if member_suffix is None:
         return unpickle_arrays(content if content is not None else read_bytes(path, limit), path)
     try:
-        with _inflated(path, content, total_limit=2 * limit, read_limit=limit) as stream:
+        with _inflated(path, content, total_limit=limit + BLOCK, read_limit=limit) as stream:
             if _is_tar(stream):
                 found = _regular_members(stream, path, lambda name: name.endswith(member_suffix), limit,
                                          "a pickle of this dataset")
