@@ -34,7 +34,7 @@ class CommaList(click.ParamType):
 
 
 class Seeds(click.ParamType):
-    """``3`` (seeds 0, 1, 2) or ``14,69,420`` (those seeds)."""
+    """``3`` (seeds 0, 1, 2) or ``14,69,420`` (those seeds; one named seed: ``14,``)."""
 
     name = "seeds"
 
@@ -46,7 +46,7 @@ class Seeds(click.ParamType):
         if "," not in text:
             count = click.IntRange(1, 1000).convert(text, param, ctx)
             return list(range(count))
-        return CommaList(seed, "seeds").convert(text, param, ctx)
+        return CommaList(seed, "seeds").convert(text.removesuffix(","), param, ctx)     # "14,": seed 14 alone
 
 
 def _train_options(command: click.Command) -> list[click.Parameter]:
@@ -99,7 +99,7 @@ def make_compare(train: click.Command) -> click.Command:
     @click.option("--prior", "priors", type=CommaList(click.Choice(PRIORS), "priors"), default="standard,vampprior",
                   show_default=True, help=f"Priors, comma-separated ({', '.join(PRIORS)}); each pair is compared.")
     @click.option("--seeds", type=Seeds(), default="3", show_default=True,
-                  help="A count (3: seeds 0, 1, 2) or the seeds, comma-separated (14,69,420).")
+                  help="A count (3: seeds 0, 1, 2) or the seeds, comma-separated (14,69,420; one seed: 14,).")
     @click.option("--lr", "lrs", type=CommaList(click.FloatRange(min=0, min_open=True), "learning rates"),
                   default=None, help="Learning rates, comma-separated [default: the protocol's; paper: 1e-4,5e-4, "
                                      "each (model, prior) keeping the one with the lower mean validation loss].")

@@ -163,3 +163,16 @@ def test_collect_keeps_the_learning_rate_with_the_lower_mean_validation_loss(tmp
     import html as html_module
     assert html_module.escape(pair["sentence"]) in html and html.count("data:image/png;base64,") == 2    # curves and histograms
     assert "http://" not in html and "https://" not in html
+
+
+def test_the_seeds_option():
+    from vampkeras_cli.compare_command import Seeds
+
+    seeds = Seeds()
+    assert seeds.convert("3", None, None) == [0, 1, 2]
+    assert seeds.convert("14,69,420", None, None) == [14, 69, 420]
+    assert seeds.convert("14,", None, None) == [14]
+    import click
+    for bad in ("0", "a", "1,,2", "-1,2"):
+        with pytest.raises(click.BadParameter):
+            seeds.convert(bad, None, None)

@@ -1,0 +1,171 @@
+"""`vampkeras compare` end to end on mnist5k with a tiny budget: the cells and the records, a re-run that does
+nothing, the Python API, a kill -9 mid-cell, refusals, a run of benchmarks/reproduce.sh adopted, and the page in
+headless Chromium."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.browser import check_page
+
+GRID = ["--dataset", "mnist5k", "--model", "vae", "--prior", "standard,vampprior", "--seeds", "2",
+        "--protocol", "short"]
+BUDGET = ["--epochs", "2", "--warmup", "1", "--max-examples", "100", "--components", "10", "--samples", "5",
+          "--jobs", "2"]
+CELLS = ["vae-standard-lr5e-4-seed0", "vae-standard-lr5e-4-seed1", "vae-vampprior-lr5e-4-seed0",
+         "vae-vampprior-lr5e-4-seed1"]
+RECORDS = ["comparison.json", "comparison.csv", "comparison.md", "comparison.html"]
+
+
+def compare(*args, cwd=None, wait=True):
+    command = [sys.executable, "-m", "vampkeras", "compare", *map(str, args)]
+    if not wait:
+        return subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def cell_numbers(out: Path) -> dict:
+    numbers = {}
+    for cell in CELLS:
+        record = json.loads((out / cell / "comparison-score.json").read_text())
+        with np.load(out / cell / "comparison-per-image.npz") as arrays:
+            per_image = arrays["log_likelihood"].copy()
+        numbers[cell] = (record["evaluation"]["log_likelihood"], record["evaluation"]["elbo"],
+                         record["training"]["best_val_loss"], record["surgery"]["marginal_kl"], per_image)
+    return numbers
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "C"
+    result = compare(*GRID, *BUDGET, "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_the_cells_and_the_records(comparison):
+    out, result = comparison
+    for cell in CELLS:
+        assert (out / cell / "config.json").is_file() and len((out / cell / "history.csv").read_text().splitlines()) == 3
+        assert (out / "saved_models" / cell / "saved_model.pb").is_file()
+        with np.load(out / cell / "comparison-per-image.npz") as arrays:
+            assert arrays["log_likelihood"].shape == (100,) and np.isfinite(arrays["log_likelihood"]).all()
+    for name in RECORDS:
+        assert (out / name).stat().st_size > 100
+    summary = json.loads((out / "comparison.json").read_text())
+    assert [row["cell"] for row in summary["cells"]] == CELLS
+    (pair,) = summary["pairs"]
+    assert pair["sentence"] in result.stdout and pair["num_seeds"] == 2 and pair["num_images"] == 100
+    # the cell's test log-likelihood is the mean of its per-image values, and the surgery's terms add up
+    for row in summary["cells"]:
+        with np.load(out / row["cell"] / "comparison-per-image.npz") as arrays:
+            assert row["log_likelihood"] == pytest.approx(arrays["log_likelihood"].mean(), rel=1e-6)
+        record = json.loads((out / row["cell"] / "comparison-score.json").read_text())["surgery"]
+        assert record["average_kl"] == pytest.approx(record["mutual_information"] + record["marginal_kl"], abs=1e-6)
+    assert "4/4 cells done" in result.stderr
+
+
+def test_a_rerun_trains_and_scores_nothing(comparison):
+    out, _ = comparison
+    before = {path: path.stat().st_mtime_ns for cell in CELLS for path in (out / cell).rglob("*") if path.is_file()}
+    started = time.perf_counter()
+    result = compare(*GRID, *BUDGET, "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert time.perf_counter() - started < 60          # no worker starts (each one takes a TensorFlow import)
+    after = {path: path.stat().st_mtime_ns for cell in CELLS for path in (out / cell).rglob("*") if path.is_file()}
+    assert after == before
+
+
+def test_the_python_api_returns_what_comparison_json_holds(comparison):
+    import vampkeras
+
+    out, _ = comparison
+    summary = vampkeras.compare("mnist5k", models=["vae"], priors=["standard", "vampprior"], seeds=2, out=out,
+                                protocol="short", samples=5, max_examples=100, jobs=2,
+                                train_options={"epochs": 2, "warmup": 1, "num_components": 10})
+    assert json.loads(json.dumps(summary)) == json.loads((out / "comparison.json").read_text())
+
+
+def test_a_changed_grid_is_refused(comparison):
+    out, _ = comparison
+    result = compare(*GRID, "--epochs", "3", *BUDGET[2:], "--out", out)
+    assert result.returncode == 2 and result.stderr.count("Error:") == 1, result.stderr
+    assert "train option epochs: saved 2, given 3" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_kill_mid_cell_loses_nothing(comparison, tmp_path):
+    reference, _ = comparison
+    out = tmp_path / "K"
+    process = compare(*GRID, *BUDGET, "--out", out, "--quiet", wait=False)
+    deadline = time.time() + 600
+    while time.time() < deadline and not any((out / cell / "history.csv").is_file() for cell in CELLS):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    unscored = [cell for cell in CELLS if not (out / cell / "comparison-score.json").exists()]
+    assert unscored, "the comparison finished before it could be killed"
+    time.sleep(2)       # the cells' processes die with the comparison (PR_SET_PDEATHSIG)
+    workers = subprocess.run(["pgrep", "-f", f"vampkeras.comparison.worker {out}"], capture_output=True, text=True)
+    assert workers.stdout.strip() == ""
+    result = compare(*GRID, *BUDGET, "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed, uninterrupted = cell_numbers(out), cell_numbers(reference)
+    for cell in CELLS:
+        assert resumed[cell][:4] == uninterrupted[cell][:4], cell
+        np.testing.assert_array_equal(resumed[cell][4], uninterrupted[cell][4])
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--seed", "3"], "No such option '--seed'"),
+    (["--run-dir", "x"], "No such option '--run-dir'"),
+    (["--model", "gan"], "'gan' is not one of"),
+    (["--seeds", "0"], "0 is not in the range"),
+    (["--lr", "0"], "not in the range"),
+    (["--prior", "vampprior,vampprior"], "names a value twice"),
+    (["--epochs", "0"], "0 is not in the range"),
+])
+def test_bad_options_are_one_error_line_and_create_nothing(tmp_path, arguments, message):
+    result = compare("--dataset", "mnist5k", *arguments, "--out", tmp_path / "C")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.count("Error:") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "C").exists()
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "C").write_text("mine")
+    result = compare("--dataset", "mnist5k", "--out", tmp_path / "C")
+    assert result.returncode == 2 and "is a file" in result.stderr and (tmp_path / "C").read_text() == "mine"
+
+
+def test_a_run_of_reproduce_sh_is_adopted_not_retrained(tmp_path):
+    repository = Path(__file__).resolve().parents[2]
+    environment = dict(os.environ, PROTOCOL="short", VAE_EPOCHS="2", WARMUP="1", OUT=str(tmp_path / "R"),
+                       DATASET="mnist5k", LRS="5e-4", SEEDS="0", ROWS="vae standard", JOBS="1",
+                       VAMPKERAS=str(Path(sys.executable).parent / "vampkeras"))
+    done = subprocess.run(["bash", "benchmarks/reproduce.sh", "train"], cwd=repository, env=environment,
+                          capture_output=True, text=True, timeout=600)
+    cell = tmp_path / "R" / "mnist5k" / "vae-standard-lr5e-4-seed0"
+    assert done.returncode == 0 and (cell / "history.csv").is_file(), done.stderr + (cell.parent / (cell.name + ".train.log")).read_text()
+    history, config = (cell / "history.csv").read_text(), (cell / "config.json").read_text()
+    result = compare("--dataset", "mnist5k", "--model", "vae", "--prior", "standard", "--seeds", "0,", "--protocol",
+                     "short", "--epochs", "2", "--warmup", "1", "--samples", "5", "--out", tmp_path / "R" / "mnist5k",
+                     "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (cell / "history.csv").read_text() == history and (cell / "config.json").read_text() == config
+    assert (cell / "comparison-score.json").is_file()
+
+
+def test_the_page_renders_in_headless_chromium(comparison, tmp_path):
+    out, _ = comparison
+    checked = check_page(out / "comparison.html", tmp_path)
+    # the curves and histograms, then per prior: samples, pseudo-inputs (VampPrior), prior vs aggregated posterior
+    assert checked["images"] >= 7 and checked["broken"] == 0, checked["dom"]
+    assert checked["console_errors"] == []
+    assert checked["screenshot_std"] > 5.0
