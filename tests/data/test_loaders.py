@@ -16,7 +16,7 @@ import pytest
 from scipy.io import savemat
 
 from vampkeras.data import DATASETS, dataset_names, files_present, load_dataset, registry
-from vampkeras.data.download import MIRROR_ENV, RemoteFile
+from vampkeras.data.download import ALLOW_UNVERIFIED_ENV, MIRROR_ENV, RemoteFile
 from vampkeras.errors import DataError
 from tests.known_files import trust, trust_dataset
 
@@ -361,3 +361,135 @@ def test_a_prepared_tfds_dataset_is_used_when_files_are_missing(tmp_path, monkey
     data = load_dataset("dynamic_mnist", tmp_path, download=False)
     np.testing.assert_allclose(data.train[:3], images["train"][:3].reshape(3, 784) / 255.0)
     assert len(data.validation) == 10000 and data.test.sum() == 0
+
+
+# -- never unpickle what is not verified (#33) -------------------------------------------------------------------
+def test_every_file_the_registry_knows_has_a_checksum_but_the_two_without_a_published_one():
+    unverified = {key for key, remote in registry.FILES.items() if remote.sha256 is None}
+    assert unverified == {"omniglot_chardata", "histopathology"}
+    assert all(len(remote.sha256) == 64 and remote.size > 0 for remote in registry.FILES.values() if remote.sha256)
+
+
+@needs_shared
+@pytest.mark.parametrize("file", ["static_train", "static_valid", "static_test", "mnist_test", "caltech101",
+                                  "freyfaces", "omniglot_background", "omniglot_evaluation"])
+def test_the_shared_copies_verify_against_the_recorded_checksums(file):
+    from vampkeras.data.download import verified_content
+    remote = registry.FILES[file]
+    assert len(verified_content(registry.local_copy(SHARED, file), remote)) == remote.size
+
+
+def malicious_pickle(marker, protocol=2) -> bytes:
+    from tests.hostile import payloads
+    return pickle.dumps(payloads(marker)["os.system"], protocol=protocol)
+
+
+def test_a_malicious_frey_faces_pickle_is_refused_unread_and_never_runs(tmp_path, monkeypatch):
+    """#33 item 1: refused by its checksum before anything reads it; registered (as if its checksum were
+    known), refused by the arrays-only unpickler."""
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "data" / "freyfaces" / "freyfaces.pkl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(malicious_pickle(marker, protocol=0))
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(DataError) as error:
+        load_dataset("freyfaces", tmp_path / "data", download=False)
+    message = str(error.value)
+    assert str(path) in message and actual in message and registry.FILES["freyfaces"].sha256 in message
+    assert "delete it and download it again from https://github.com/y0ast" in message
+    assert not marker.exists()
+    trust(monkeypatch, "freyfaces", path)
+    with pytest.raises(DataError, match="refusing to unpickle posix.system: only arrays are read"):
+        load_dataset("freyfaces", tmp_path / "data", download=False)
+    assert not marker.exists()
+
+
+def histopathology_archive(path: Path, payload: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo("histopathologyGray/histopathology.pkl")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def histopathology_pickle(sizes=(5, 3, 2)) -> bytes:
+    rng = np.random.default_rng(2)
+    return pickle.dumps({key: rng.uniform(size=(n, 784)).astype(np.float32)
+                         for key, n in zip(("training", "validation", "test"), sizes)}, protocol=2)
+
+
+@pytest.mark.parametrize("name", ["histopathology.pkl.tar.gz", "histopathology.pkl"])
+def test_a_malicious_histopathology_pickle_never_runs(tmp_path, name):
+    """#33 item 2: the plain pickle and the one inside the .tar.gz go through the arrays-only unpickler."""
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "data" / "histopathology" / name
+    if name.endswith(".tar.gz"):
+        histopathology_archive(path, malicious_pickle(marker))
+    else:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(malicious_pickle(marker))
+    with pytest.raises(DataError, match=f"cannot read {path} as a pickle of arrays .*refusing to unpickle posix.system"):
+        load_dataset("histopathology", tmp_path / "data", download=False)
+    assert not marker.exists()
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    served = tmp_path / "served"
+    server = Server(served)
+    monkeypatch.setenv(MIRROR_ENV, server.url)
+    monkeypatch.delenv(ALLOW_UNVERIFIED_ENV, raising=False)
+    yield served, server
+    server.close()
+
+
+def test_a_download_without_a_published_checksum_is_refused_unless_allowed(tmp_path, monkeypatch, mirror):
+    """#33 item 3: a mirror serving a malicious histopathology.pkl.tar.gz: refused before any request; with
+    VAMPKERAS_ALLOW_UNVERIFIED=1, downloaded, refused by the unpickler and not kept; the payload never runs."""
+    served, server = mirror
+    marker = tmp_path / "payload-ran"
+    histopathology_archive(served / "histopathology" / "histopathology.pkl.tar.gz", malicious_pickle(marker))
+    data_dir = tmp_path / "data"
+    with pytest.raises(DataError, match="has no published sha256, so vampkeras does not download it unverified.*"
+                                        "VAMPKERAS_ALLOW_UNVERIFIED=1"):
+        load_dataset("histopathology", data_dir)
+    assert server.requests == [] and not (data_dir / "histopathology").exists()
+    monkeypatch.setenv(ALLOW_UNVERIFIED_ENV, "true")                 # only "1" allows it
+    with pytest.raises(DataError, match="no published sha256"):
+        load_dataset("histopathology", data_dir)
+    monkeypatch.setenv(ALLOW_UNVERIFIED_ENV, "1")
+    with pytest.raises(DataError, match=r"the file downloaded from .*histopathology.pkl.tar.gz \(sha256 [0-9a-f]{64}, "
+                                        r"unverified\) is not a valid histopathology.pkl.tar.gz and was not saved: "
+                                        r".*refusing to unpickle posix.system"):
+        load_dataset("histopathology", data_dir)
+    assert len(server.requests) == 1 and not marker.exists()
+    assert list((data_dir / "histopathology").iterdir()) == []            # nothing kept, no temporary file
+
+
+def test_an_allowed_unverified_download_that_parses_is_kept_and_reused(tmp_path, monkeypatch, mirror):
+    served, server = mirror
+    histopathology_archive(served / "histopathology" / "histopathology.pkl.tar.gz", histopathology_pickle())
+    monkeypatch.setenv(ALLOW_UNVERIFIED_ENV, "1")
+    data = load_dataset("histopathology", tmp_path / "data")
+    assert (len(data.train), len(data.validation), len(data.test)) == (5, 3, 2)
+    assert [p.name for p in (tmp_path / "data" / "histopathology").iterdir()] == ["histopathology.pkl.tar.gz"]
+    load_dataset("histopathology", tmp_path / "data")
+    assert len(server.requests) == 1
+
+
+def test_a_download_larger_than_the_known_size_is_cut_off_and_not_kept(tmp_path, monkeypatch, served_frey):
+    server, checksum, _ = served_frey
+    monkeypatch.setitem(registry.FILES, "freyfaces", RemoteFile("freyfaces/freyfaces.pkl", "unused", checksum,
+                                                                size=1000))
+    with pytest.raises(DataError, match="is larger than 1000 bytes.*it was not saved"):
+        load_dataset("freyfaces", tmp_path / "data")
+    assert list((tmp_path / "data" / "freyfaces").iterdir()) == []
+
+
+def test_a_local_copy_that_is_a_fifo_is_not_opened(tmp_path):
+    path = tmp_path / "freyfaces" / "freyfaces.pkl"
+    path.parent.mkdir()
+    os.mkfifo(path)
+    with pytest.raises(DataError, match="missing dataset file"):        # not a regular file: no local copy
+        load_dataset("freyfaces", tmp_path, download=False)

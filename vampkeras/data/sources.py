@@ -301,7 +301,7 @@ def load_mat(path, content: bytes | None = None) -> dict:
     try:
         return loadmat(io.BytesIO(data))
     except Exception as error:  # scipy raises several unrelated types for a corrupt file
-        raise DataError(f"cannot read {path} as a MATLAB file ({type(error).__name__}: {error})") from None
+        raise DataError(f"cannot read {path} as a MATLAB file ({str(error)[:200] or type(error).__name__})") from None
 
 
 def mat_array(contents: dict, key: str, path) -> np.ndarray:
@@ -418,8 +418,9 @@ def unpickle_arrays(payload: bytes, path, encoding: str = "latin1"):
     try:
         return _ArrayUnpickler(payload, encoding=encoding).load()
     except Exception as error:  # unpickling a corrupt file raises many types (RecursionError, MemoryError too)
-        raise DataError(f"cannot read {path} as a pickle of arrays ({type(error).__name__}: "
-                        f"{str(error)[:200]})") from None
+        # (the type's name in words: "UnpicklingError:" would read as a second "Error:" line's start)
+        raise DataError(f"cannot read {path} as a pickle of arrays ({str(error)[:200] or type(error).__name__})") \
+            from None
 
 
 class _BoundedStream:
