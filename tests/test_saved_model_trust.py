@@ -108,8 +108,8 @@ def test_a_hostile_savedmodel_is_refused_before_anything_of_it_runs(hostile_mode
                     ["score", model, tmp_path / "in.npy", "--samples", 2, "--out", tmp_path / "s.csv", "--quiet"],
                     ["evaluate", model, "--samples", 2, "--max-examples", 10, "--quiet"]):
         result = runner.invoke(main, [str(a) for a in command])
+        assert not marker.exists(), (command, result.output)        # nothing of the model ran
         assert_one_error(result, str(model), "is not a vampkeras SavedModel", reason)
-        assert not marker.exists(), command
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "s.csv").exists()
     # the models are as hostile as they look: loading one runs its tripwire, a call its function
     loaded = tf.saved_model.load(str(model))
