@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from vampkeras import shapes
+from vampkeras.shapes import bits_per_dim  # noqa: F401  (re-exported: evaluate's unit for grey images)
 from vampkeras.data.registry import binarize, check_values
 from vampkeras.errors import DataError, VampkerasError
 from vampkeras.run_folder import RunFolder
@@ -35,11 +36,6 @@ def check_images(images: np.ndarray, image_shape) -> np.ndarray:
     images = images.reshape(-1, *image_shape).astype(np.float32)
     check_values([images], "the images")
     return images
-
-
-def bits_per_dim(log_likelihood: float, image_shape) -> float:
-    """Bits per dimension of a mean log-likelihood in nats: −log p(x) / (H·W·C · ln 2)."""
-    return float(-log_likelihood / (shapes.num_values(image_shape) * np.log(2.0)))
 
 
 def active_units(latent_means: np.ndarray, threshold: float = 0.01) -> int:

@@ -334,7 +334,7 @@ def sentence(dataset: str, model: str, prior_a: str, prior_b: str, comparison: P
 
     ``unit``: "nats" (per image; 2 decimals) or "bits/dim" (3 decimals; needs ``image_shape``, (H, W) or
     (H, W, C)). In bits/dim the advantage is how much lower A's bits/dim is than B's (lower is better),
-    converted with :func:`vampkeras.evaluation.bits_per_dim`, linear, so the interval converts exactly.
+    converted with :func:`vampkeras.shapes.bits_per_dim`, linear, so the interval converts exactly.
     More decimals are shown where the interval's half-width would round away (up to 6); ``digits`` fixes
     the decimals instead."""
     automatic_digits = digits is None
@@ -348,7 +348,7 @@ def sentence(dataset: str, model: str, prior_a: str, prior_b: str, comparison: P
         if image_shape is None:
             raise ConfigError("bits per dimension need the image shape")
         # Imported here: vampkeras.evaluation loads TensorFlow, which the comparison in nats never needs.
-        from vampkeras.evaluation import bits_per_dim
+        from vampkeras.shapes import bits_per_dim
 
         def advantage(value):
             # bpd(LL_B) − bpd(LL_A) = −bpd(LL_A − LL_B): bits_per_dim is linear in the log-likelihood.
