@@ -21,9 +21,9 @@ from vampkeras.run_folder import RunFolder
 def test_cell_names_are_those_of_reproduce_sh():
     assert [format_lr(lr) for lr in (1e-4, 5e-4, 2.5e-4, 1e-3)] == ["1e-4", "5e-4", "2.5e-4", "1e-3"]
     assert cell_name("hvae", "vampprior", 5e-4, 14) == "hvae-vampprior-lr5e-4-seed14"
-    # benchmarks/reproduce.sh names a cell "$1-$2-lr$3-seed$4" with LRS written "1e-4 5e-4"
+    # benchmarks/reproduce.sh is a comparison per dataset in OUT/<dataset>
     script = open("benchmarks/reproduce.sh").read()
-    assert 'echo "$1-$2-lr$3-seed$4"' in script and "saved_models/$(cell_name" in script
+    assert '"$VAMPKERAS" compare' in script and 'COMPARISON="$OUT/$DATASET"' in script
 
 
 def test_the_protocols_and_the_grid(tmp_path):
