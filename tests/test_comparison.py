@@ -176,3 +176,15 @@ def test_the_seeds_option():
     for bad in ("0", "a", "1,,2", "-1,2"):
         with pytest.raises(click.BadParameter):
             seeds.convert(bad, None, None)
+
+
+def test_the_hvae_has_its_z1_conditional_kl_as_its_own_number(tmp_path):
+    comparison = build_comparison("mnist5k", ["hvae"], ["vampprior"], [0], tmp_path, samples=3)
+    (cell,) = comparison.cells()
+    _fake_cell(comparison, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
+    summary = results.collect(comparison)
+    (row,) = summary["cells"]
+    # the cell's KL term (3.0) minus the surgery's average KL of z2 (2.0)
+    assert row["conditional_kl_z1"] == pytest.approx(1.0) and summary["pairs"] == []
+    (group,) = summary["groups"]
+    assert group["conditional_kl_z1"] == {"mean": 1.0, "std": None, "values": [1.0]}
