@@ -4,8 +4,10 @@ validate names before TensorFlow loads, and loading TensorFlow without its C++ s
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,8 +24,22 @@ EXIT_USER_ERROR = 2
 QUIET_TF_LOG_LEVEL = "3"
 
 
+# Characters that would break a message out of its one line or restyle the terminal, whatever file name
+# carries them: C0 and C1 controls (newline, carriage return, escape...), DEL, the Unicode line and paragraph
+# separators, and lone surrogates (undecodable bytes of a file name).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character of :data:`_UNPRINTABLE` written as its escape (``\\n``, ``\\x1b``,
+    ``\\udcff``): a message that names a file called ``bad\\nError: forged line.png`` stays one line."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def user_errors(command):
-    """Turn a VampkerasError into one message on stderr and exit status 2 (no traceback)."""
+    """Turn a VampkerasError into one message on stderr and exit status 2 (no traceback). This is where every
+    user error of a command is printed: the message is made :func:`printable` here, so that no name it quotes
+    (a file's, a folder's) can add a line of its own."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -31,10 +47,18 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except VampkerasError as error:
-            click.echo(f"Error: {error}", err=True)
+            click.echo(f"Error: {printable(str(error))}", err=True)
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper
+
+
+class PrintableFormatter(logging.Formatter):
+    """A log format whose messages are :func:`printable` (names in warnings cannot forge lines either); a
+    traceback appended to a record keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
 
 
 class Progress:
@@ -67,19 +91,24 @@ class DatasetParam(click.ParamType):
         return list(DATASETS)
 
     def convert(self, value, param, ctx) -> str:
-        from vampkeras.data.user_data import is_user_source, parse_source
-        from vampkeras.errors import DataError
+        from vampkeras.checkpoints import check_path_name
+        from vampkeras.data.user_data import TFDS_PREFIX, is_user_source, parse_source
+        from vampkeras.errors import VampkerasError
 
         names = self.names()
         if value in names:
             return value
-        if not is_user_source(value):
-            self.fail(f"unknown dataset {value!r}; choose one of: {', '.join(names)}, or give a folder of images, "
-                      "a .npy/.npz file or tfds:NAME", param, ctx)
         try:
+            if not value.startswith(TFDS_PREFIX):
+                check_path_name(value, "the path")      # (the file system would fail on it with a traceback)
+            if not is_user_source(value):
+                self.fail(f"unknown dataset {value!r}; choose one of: {', '.join(names)}, or give a folder of "
+                          "images, a .npy/.npz file or tfds:NAME", param, ctx)
             return parse_source(value).argument
-        except DataError as error:
-            self.fail(str(error), param, ctx)
+        except VampkerasError as error:
+            self.fail(printable(str(error)), param, ctx)
+        except (OSError, RuntimeError) as error:     # a folder that cannot be searched; ~user of no such user
+            self.fail(printable(f"cannot use {value!r}: {getattr(error, 'strerror', None) or error}"), param, ctx)
 
     def shell_complete(self, ctx, param, incomplete):
         names = [CompletionItem(name) for name in self.names() if name.startswith(incomplete)]
@@ -87,6 +116,59 @@ class DatasetParam(click.ParamType):
 
 
 DATASET = DatasetParam()
+
+
+class CheckedPath(click.Path):
+    """A path option or argument (:class:`click.Path`) whose name is checked before any work, even before
+    TensorFlow loads: not empty, and one a file system can hold (:func:`vampkeras.checkpoints.check_path_name`:
+    names of at most 255 bytes, paths under 4096). ``output="file"``: a file the command writes, checked by
+    :func:`vampkeras.checkpoints.check_writable_file` (a regular file in a folder that takes new files, or one
+    of the streams /dev/stdout, /dev/stderr, /dev/null, written as streams; ``-`` is /dev/stdout);
+    ``output="folder"``: a folder the command writes files into (:func:`vampkeras.checkpoints.
+    check_writable_folder`). Paths whose checks belong to the library (a run folder, an export) are given
+    without ``output``."""
+
+    def __init__(self, output: str | None = None, **kwargs):
+        if output == "file":
+            kwargs.setdefault("dir_okay", False)
+        elif output == "folder":
+            kwargs.setdefault("file_okay", False)
+        super().__init__(**kwargs)
+        self.output = output
+
+    def convert(self, value, param, ctx):
+        from vampkeras.checkpoints import check_path_name, check_writable_file, check_writable_folder
+        from vampkeras.errors import VampkerasError
+
+        if isinstance(value, str) and self.output == "file" and value == "-":
+            value = STDOUT
+        what = "the file" if self.output == "file" else "the folder" if self.output == "folder" else "the path"
+        try:
+            check_path_name(value, what)
+        except VampkerasError as error:
+            self.fail(printable(str(error)), param, ctx)
+        value = super().convert(value, param, ctx)
+        try:
+            if self.output == "file":
+                check_writable_file(value, what)
+            elif self.output == "folder":
+                check_writable_folder(value, f"{what} {value}")
+        except VampkerasError as error:
+            self.fail(printable(str(error)), param, ctx)
+        return value
+
+
+STDOUT = "/dev/stdout"              # what ``-`` means for an output file
+FOLDER = CheckedPath(file_okay=False)                          # a folder the library checks (run, export, data)
+OUTPUT_FILE = CheckedPath(output="file")
+OUTPUT_FOLDER = CheckedPath(output="folder")
+
+
+def writes_to_stdout(*paths) -> bool:
+    """Whether one of the output ``paths`` is standard output: the command's own lines then go to stderr,
+    so that what it writes there stays whole."""
+    from vampkeras.checkpoints import stream_name
+    return any(path is not None and stream_name(path) == STDOUT for path in paths)
 
 
 class FiniteFloat(click.ParamType):

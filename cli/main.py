@@ -13,8 +13,9 @@ from vampkeras.config import (GATED_NORMGRADS, INITS, LIKELIHOODS, MAX_IMPORTANC
                               OPTIMIZERS, PRIORS, PSEUDO_INITS, STRATEGIES)
 from vampkeras.data.user_data import BINARIZATIONS
 from vampkeras.run_folder import EVALUATION_FILE, FIGURES_DIR
-from vampkeras_cli.common import (DATASET, FINITE_FLOAT, POSITIVE_FLOAT, SEED, SPLIT, Progress, load_tensorflow,
-                                  user_errors)
+from vampkeras_cli.common import (DATASET, FINITE_FLOAT, FOLDER, OUTPUT_FILE, OUTPUT_FOLDER, POSITIVE_FLOAT, SEED,
+                                  SPLIT, CheckedPath, PrintableFormatter, Progress, load_tensorflow, user_errors,
+                                  writes_to_stdout)
 from vampkeras_cli.compare_command import make_compare
 from vampkeras_cli.model_commands import report, sample, score
 
@@ -25,8 +26,9 @@ from vampkeras_cli.model_commands import report, sample, score
                    "device messages; without -v only fatal ones, or the TF_CPP_MIN_LOG_LEVEL you set).")
 def main(verbose):
     """VAEs with a VampPrior (Tomczak & Welling, 2018): train, evaluate and export them."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
 
 
 @main.command()
@@ -77,11 +79,11 @@ def main(verbose):
 @click.option("--seed", type=SEED, default=14, show_default=True, help="Random seed of the run, in [0, 2^31).")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None,
               help="Use at most N examples of every split (quick runs).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--data-dir", type=FOLDER, default=None,
               help="Dataset folder [default: $VAMPKERAS_DATA or ~/.vampkeras/data].")
-@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--run-dir", type=FOLDER, default=None,
               help="Run folder [default: runs/<dataset>-<model>-<prior>-<timestamp>].")
-@click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--export", "export_dir", type=FOLDER, default=None,
               help="SavedModel folder for the best model [default: saved_models/<run name>].")
 @click.option("--versioned/--no-versioned", "export_versioned", default=False, show_default=True,
               help="Treat --export as a TF Serving model base path: write the model to <export>/<N>/, N the next "
@@ -140,7 +142,7 @@ def train(ctx, overwrite, resume, restart, quiet, **options):
 
 
 @main.command()
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=CheckedPath(exists=True, file_okay=False))
 @click.option("--dataset", type=DATASET, default=None,
               help="Dataset to score, a name or your own images as for `train` [default: the one the model was "
                    "trained on, refused if its files changed since].")
@@ -150,10 +152,10 @@ def train(ctx, overwrite, resume, restart, quiet, **options):
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Examples scored per call.")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Score at most N examples.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset folder.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the results to this JSON file.")
-@click.option("--figures", "figures_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--data-dir", type=FOLDER, default=None, help="Dataset folder.")
+@click.option("--json", "json_path", type=OUTPUT_FILE, default=None,
+              help="Also write the results to this JSON file (- or /dev/stdout: only to standard output).")
+@click.option("--figures", "figures_dir", type=OUTPUT_FOLDER, default=None,
               help="Write the log-likelihood histogram and active-units figure here [default for a run "
                    f"folder: RUN/{FIGURES_DIR}, where {EVALUATION_FILE} is saved too].")
 @click.option("--mixed-precision", is_flag=True,
@@ -165,11 +167,10 @@ def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_d
              mixed_precision, quiet):
     """Test log-likelihood (importance sampling, paper §5.2), ELBO and active units of a run folder or
     SavedModel PATH."""
-    from vampkeras.checkpoints import atomic_write_text, check_writable_file
+    from vampkeras.checkpoints import atomic_write_text
     from vampkeras.run_folder import summary_json
 
-    if json_path:
-        check_writable_file(json_path, "--json")      # before the scoring, not after it
+    # (--json and --figures were checked by their types, before the scoring and before TensorFlow loads)
     load_tensorflow()
     from vampkeras.evaluation import evaluate as run_evaluation
 
@@ -178,13 +179,14 @@ def evaluate(path, dataset, split, num_samples, batch_size, max_examples, data_d
                                 progress=Progress("evaluating", quiet), figures_dir=figures_dir,
                                 mixed_precision=mixed_precision)
     text = summary_json(summary)
-    click.echo(text)
+    if not writes_to_stdout(json_path):           # (--json - writes it there once)
+        click.echo(text)
     if json_path:
         atomic_write_text(json_path, text + "\n")
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--data-dir", type=FOLDER, default=None,
               help="Dataset folder [default: $VAMPKERAS_DATA or ~/.vampkeras/data].")
 def datasets(data_dir):
     """List the datasets: image shape, input type, split sizes, whether the files are present, source."""

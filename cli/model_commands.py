@@ -6,7 +6,8 @@ import click
 
 from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES
 from vampkeras.run_folder import REPORT_FILE
-from vampkeras_cli.common import SEED, Progress, load_tensorflow, user_errors
+from vampkeras_cli.common import (FOLDER, OUTPUT_FILE, SEED, Progress, load_tensorflow, printable, user_errors,
+                                  writes_to_stdout)
 
 
 @click.command()
@@ -17,9 +18,9 @@ from vampkeras_cli.common import SEED, Progress, load_tensorflow, user_errors
 @click.option("--pseudo-input", "component", type=click.IntRange(min=0), default=None,
               help="Draw from prior component K only (a VampPrior's pseudo-input K, 0-based; mixture priors "
                    "only, paper Figure 4).")
-@click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
+@click.option("--out", type=OUTPUT_FILE, default="samples.png", show_default=True,
               help="PNG grid of the samples.")
-@click.option("--npy", type=click.Path(dir_okay=False), default=None, help="Also save the images as an (n, H, W) float32 .npy file.")
+@click.option("--npy", type=OUTPUT_FILE, default=None, help="Also save the images as an (n, H, W) float32 .npy file.")
 @user_errors
 def sample(path, num_samples, seed, component, out, npy):
     """Draw images from a run folder or SavedModel PATH (works from the SavedModel alone) and write them as
@@ -29,7 +30,7 @@ def sample(path, num_samples, seed, component, out, npy):
     from vampkeras.inspection import sample_images
 
     paths = sample_images(path, num_samples, seed, component, out, npy)
-    click.echo("wrote " + ", ".join(str(p) for p in paths))
+    click.echo(printable("wrote " + ", ".join(str(p) for p in paths)), err=writes_to_stdout(out, npy))
 
 
 @click.command()
@@ -39,7 +40,7 @@ def sample(path, num_samples, seed, component, out, npy):
               help="Importance samples per image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True,
               help="Images scored per call.")
-@click.option("--out", type=click.Path(dir_okay=False), default="scores.csv", show_default=True,
+@click.option("--out", type=OUTPUT_FILE, default="scores.csv", show_default=True,
               help="CSV with index, name, log_likelihood, elbo per image.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
@@ -57,18 +58,19 @@ def score(path, input_path, num_samples, batch_size, out, quiet):
     from vampkeras.inspection import score_file
 
     summary = score_file(path, input_path, num_samples, batch_size, out, progress=Progress("scoring", quiet))
-    click.echo(f"scored {summary['count']} images: mean log-likelihood {summary['mean_log_likelihood']:.3f} "
-               f"nats; wrote {summary['out']}")
+    line = (f"scored {summary['count']} images: mean log-likelihood {summary['mean_log_likelihood']:.3f} "
+            f"nats; wrote {summary['out']}")
+    click.echo(printable(line), err=writes_to_stdout(out))
 
 
 @click.command()
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
+@click.option("--out", type=OUTPUT_FILE, default=None,
               help=f"HTML file to write.  [default: RUN/{REPORT_FILE}]")
 @click.option("--samples", "num_samples", type=click.IntRange(1, MAX_IMPORTANCE_SAMPLES), default=1000, show_default=True,
               help="Importance samples per test image, if the run has no evaluation with at least as many.")
 @click.option("--max-examples", type=click.IntRange(min=1), default=None, help="Score at most N test images.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--data-dir", type=FOLDER, default=None,
               help="Dataset folder [default: the run's, else $VAMPKERAS_DATA or ~/.vampkeras/data].")
 @user_errors
 def report(run, out, num_samples, max_examples, data_dir):
@@ -79,4 +81,5 @@ def report(run, out, num_samples, max_examples, data_dir):
     load_tensorflow()
     from vampkeras.report import write_report
 
-    click.echo(f"wrote {write_report(run, out, num_samples, max_examples, data_dir)}")
+    click.echo(printable(f"wrote {write_report(run, out, num_samples, max_examples, data_dir)}"),
+               err=writes_to_stdout(out))

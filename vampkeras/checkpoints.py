@@ -31,6 +31,8 @@ import logging
 import os
 import re
 import secrets
+import stat
+import sys
 import zipfile
 from pathlib import Path
 
@@ -67,13 +69,138 @@ class CheckpointMismatch(CheckpointError):
 
 
 # -- files ------------------------------------------------------------------------------------------
+# What file systems take in a name: NAME_MAX bytes per path component (Linux, macOS and the usual file systems),
+# PATH_MAX bytes for a whole path with its terminating NUL (Linux). A longer name fails only when the file is
+# opened, hours into a run: every output is checked against these limits first.
+NAME_MAX = 255
+PATH_MAX = 4096
+# The outputs written as streams (never replaced by a file): what a user names to see a result or drop it.
+STREAMS = ("/dev/stdout", "/dev/stderr", "/dev/null")
+# ``.<name>.<pid>-<8 hex digits>.tmp``, the temporary of :func:`atomic_write_bytes` (without ``<pid>-`` from
+# vampkeras versions before the writer's pid was recorded)
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[0-9a-f]{8}\.tmp$")
+_PROBE_NAME = "vampkeras-probe"       # check_writable_folder's test file: .vampkeras-probe.<pid>-<hex>.tmp
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def stream_name(path) -> str | None:
+    """The stream of :data:`STREAMS` that ``path`` names (``/dev/stdout``, also as ``//dev/./stdout`` or as
+    ``stdout`` from within /dev), or None for any other path."""
+    text = os.fsdecode(os.fspath(path))
+    if not text or "\0" in text:
+        return None
+    absolute = "/" + os.path.normpath(os.path.abspath(text)).lstrip("/")
+    return absolute if absolute in STREAMS else None
+
+
+def check_path_name(path, what: str) -> None:
+    """Refuse (VampkerasError) a path no file system can hold: empty, with a NUL character, not encodable as a
+    file name, a component over :data:`NAME_MAX` bytes or a whole (absolute) path of :data:`PATH_MAX` bytes or
+    more. ``what`` names the path in the message (``"--json"``, ``"the run folder"``). Only the name is
+    looked at, not the file system: nothing is created or opened."""
+    text = os.fspath(path)
+    if len(text) == 0:
+        raise VampkerasError(f"{what} is an empty path; give a name")
+    try:
+        raw = os.fsencode(text)
+        absolute = os.fsencode(os.path.abspath(text)) if b"\0" not in raw else raw
+    except UnicodeError:
+        raise VampkerasError(f"{what} {text!r} is not a valid file name (it cannot be encoded)") from None
+    if b"\0" in raw:
+        raise VampkerasError(f"{what} {os.fsdecode(raw)!r} holds a NUL character, which no file name can hold")
+    longest = max(raw.split(b"/"), key=len)
+    if len(longest) > NAME_MAX:
+        shown = os.fsdecode(longest[:40]) + "..."
+        raise VampkerasError(f"{what} has a name of {len(longest)} bytes ({shown}); file systems take names of at "
+                             f"most {NAME_MAX} bytes")
+    if len(absolute) >= PATH_MAX:
+        raise VampkerasError(f"{what} is a path of {len(absolute)} bytes (made absolute); file systems take "
+                             f"paths of at most {PATH_MAX - 1} bytes")
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a file of ``mode`` is if it is neither a regular file nor a folder (``"a FIFO (named pipe)"``)."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "a special file")
+
+
+def check_writable_file(path, what: str = "the file") -> None:
+    """Refuse (VampkerasError), before any work, an output file that :func:`atomic_write_bytes` could not
+    write: a name no file system holds (:func:`check_path_name`), a folder, a special file (a FIFO, a device
+    node, a socket: it would be replaced by a regular file), or a file whose folder cannot take new files (the
+    nearest existing ancestor of a missing folder, which is created: see :func:`check_writable_folder`). The
+    streams of :data:`STREAMS` pass: they are written as streams. ``what`` names the output in the message
+    (``"--out"``, ``"the report"``)."""
+    check_path_name(path, what)
+    if stream_name(path) is not None:
+        return
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):     # (a missing file, or a parent that is a file: below)
+        mode = None
+    except OSError as error:
+        raise VampkerasError(f"cannot write {what} {path}: {error.strerror or error}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise VampkerasError(f"{what} {path} is a folder; give a file name")
+    if mode is not None and _special_kind(mode):
+        raise VampkerasError(f"{what} {path} is {_special_kind(mode)}, not a regular file; vampkeras writes "
+                             f"regular files (or the streams {', '.join(STREAMS)}): give a file name")
+    check_writable_folder(path.parent, f"{what} {path}")
+
+
+def check_writable_folder(folder, what: str) -> None:
+    """Refuse (VampkerasError) writing ``what`` into ``folder``, missing folders to be created, unless the
+    nearest existing ancestor of ``folder`` (links resolved) is a folder that takes new files: writable, and
+    found so by creating (and at once deleting) a hidden test file in it, since permissions alone do not tell
+    (``/proc``, a read-only mount, root's writes)."""
+    check_path_name(folder, what)
+    try:
+        existing = Path(folder).resolve()
+        while not existing.exists():
+            existing = existing.parent
+        is_folder = existing.is_dir()
+    except OSError as error:
+        raise VampkerasError(f"cannot write {what}: {error.strerror or error}") from None
+    if not is_folder:
+        raise VampkerasError(f"cannot write {what}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise VampkerasError(f"cannot write {what}: the folder {existing} is not writable")
+    try:
+        probe, handle = _create_temporary(existing / _PROBE_NAME)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise VampkerasError(f"cannot write {what}: the folder {existing} takes no new files "
+                             f"({error.strerror or error})") from None
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
 
     The file gets mode 0o666 less the umask, like any file ``open()`` creates; missing parent folders are
     created with the usual 0o777 less the umask. After the rename the folder is fsynced, so that the new
-    name, not only the new data, is on disk when this returns."""
+    name, not only the new data, is on disk when this returns; then the temporaries that writers of the same
+    file killed meanwhile left beside it are deleted (:func:`remove_dead_temporaries`).
+
+    A stream of :data:`STREAMS` is written as a stream (``/dev/null`` takes nothing), never replaced. A folder
+    (IsADirectoryError) or a special file such as a FIFO or a device node (VampkerasError) at ``path`` is
+    refused, not replaced by a regular file."""
+    stream = stream_name(path)
+    if stream is not None:
+        _write_stream(stream, data)
+        return
     path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if mode is not None and _special_kind(mode):
+        raise VampkerasError(f"{path} is {_special_kind(mode)}, not a regular file; it is not replaced by one")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary, handle = _create_temporary(path)
     try:
@@ -87,28 +214,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(path.parent)
-
-
-def check_writable_file(path, what: str = "the file") -> None:
-    """Refuse (VampkerasError), before any work, an output file that :func:`atomic_write_bytes` could not
-    write: ``path`` is a folder, or the nearest existing ancestor of its folder (missing folders are created)
-    is a file or not writable. ``what`` names the output in the message (``"--out"``, ``"the report"``)."""
-    path = Path(path)
-    if path.is_dir():
-        raise VampkerasError(f"{what} {path} is a folder; give a file name")
-    check_writable_folder(path.parent, f"{what} {path}")
-
-
-def check_writable_folder(folder, what: str) -> None:
-    """Refuse (VampkerasError) writing ``what`` into ``folder``, missing folders to be created, unless the
-    nearest existing ancestor of ``folder`` (links resolved) is a writable folder."""
-    existing = Path(folder).resolve()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise VampkerasError(f"cannot write {what}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise VampkerasError(f"cannot write {what}: the folder {existing} is not writable")
+    remove_dead_temporaries(path)
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -116,14 +222,88 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _write_stream(stream: str, data: bytes) -> None:
+    """Write ``data`` to this process's standard output or error (``/dev/null``: nowhere), after what Python
+    holds for it already, so that the output keeps its order."""
+    if stream == "/dev/null":
+        return
+    target = sys.stdout if stream == "/dev/stdout" else sys.stderr
+    if target is None:                  # (a process without that stream: nothing can be shown)
+        return
+    target.flush()
+    binary = getattr(target, "buffer", None)
+    if binary is None:                  # a text-only stream
+        target.write(data.decode("utf-8", errors="replace"))
+    else:
+        binary.write(data)
+        binary.flush()
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether the process ``pid`` runs on this machine (this process included; another user's counts too)."""
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:               # (no process has such a number)
+        return False
+    return True
+
+
+def remove_dead_temporaries(path) -> list[Path]:
+    """Delete the temporaries of ``path`` (``.<name>.<pid>-<hex>.tmp`` beside it) whose writer is no longer
+    running: a writer killed (kill -9, a power cut) between creating its temporary and renaming it leaves one,
+    which nothing else would ever remove. Temporaries of live writers are kept (another process may be writing
+    the same file right now); those without a pid come from older vampkeras versions and are deleted. Returns
+    the deleted paths."""
+    path = Path(path)
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if (not match or match["name"] not in (path.name, _temporary_stem(path.name))
+                or process_alive(int(match["pid"]) if match["pid"] else None)):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:                 # (gone meanwhile, or not ours to delete: left as it is)
+            continue
+    if removed:
+        logger.info("removed %d unfinished temporary file(s) of killed writers beside %s", len(removed), path)
+    return removed
+
+
+def _temporary_stem(name: str) -> str:
+    """``name`` as the temporaries of :func:`_create_temporary` spell it: cut to the bytes that leave room in
+    :data:`NAME_MAX` for ``.`` and ``.<pid>-<8 hex>.tmp`` (pids have at most 10 digits), so that a file whose
+    own name is up to NAME_MAX bytes long can be written too."""
+    raw = os.fsencode(name)
+    room = NAME_MAX - len(".") - len(".0123456789-01234567.tmp")
+    return name if len(raw) <= room else os.fsdecode(raw[:room])
+
+
 def _create_temporary(path: Path) -> tuple[Path, int]:
-    """A new hidden sibling ``.<name>.<random>.tmp`` of ``path``, open for writing: (its path, descriptor).
+    """A new hidden sibling ``.<name>.<pid>-<random>.tmp`` of ``path`` (its name cut by
+    :func:`_temporary_stem`), open for writing: (its path, descriptor). The pid tells
+    :func:`remove_dead_temporaries` whether its writer still runs.
 
     Opened with ``os.open`` and mode :data:`FILE_MODE` so that the kernel applies the umask (and a folder's
     default ACL) as for any new file; ``tempfile.mkstemp`` would make it 0600 whatever the umask."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_NOFOLLOW", 0))
     for _ in range(100):
-        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        temporary = path.parent / f".{_temporary_stem(path.name)}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
         try:
             return temporary, os.open(temporary, flags, FILE_MODE)
         except FileExistsError:

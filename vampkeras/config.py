@@ -94,6 +94,7 @@ class RunConfig:
     export_dir: str | None = None
     export_versioned: bool = False   # export_dir is a TF Serving model base path: write <export_dir>/<next version>/
     run_id: str | None = None        # random, given to a new run: tells an export of this run from another run's
+    run_path: str | None = None      # the run folder's real path when it last started: tells a copy (cp -a) from a move
     jit: bool | None = None          # None: graph mode or XLA, whichever measures faster here (vampkeras.tuning)
     mixed_precision: bool = False    # train with float16 layers (float32 variables and densities, loss scaling)
     keep_checkpoints: int = 3
@@ -158,7 +159,22 @@ class RunConfig:
         need(self.replicas is None or self.strategy == "mirrored",
              "--replicas applies to --strategy mirrored only (it splits the CPU into logical devices for it)")
         need(self.image_every >= 0, "--image-every must be >= 0 (0: no images in TensorBoard)")
+        self._check_path_names()
         return self
+
+    def _check_path_names(self) -> None:
+        """Refuse (ConfigError) a run folder, export or data folder that no file system can hold (empty, a name
+        over 255 bytes...: :func:`vampkeras.checkpoints.check_path_name`), before anything is created."""
+        from vampkeras.checkpoints import check_path_name
+        from vampkeras.errors import VampkerasError
+
+        for option, value in (("--run-dir", self.run_dir), ("--export", self.export_dir),
+                              ("--data-dir", self.data_dir or None)):      # (an empty --data-dir: the default)
+            if value is not None:
+                try:
+                    check_path_name(value, option)
+                except VampkerasError as error:
+                    raise ConfigError(str(error)) from None
 
     def resolve(self, spec) -> "RunConfig":
         """Fill the dataset-dependent defaults from a :class:`vampkeras.data.DatasetSpec`: K, the pseudo-input
@@ -193,8 +209,9 @@ class RunConfig:
 
     def with_default_paths(self) -> "RunConfig":
         """Defaults of a new run: `run_dir` (runs/<dataset>-<model>-<prior>-<timestamp>), `export_dir`
-        (saved_models/<run name>) and a fresh random `run_id` (saved in config.json and in every export of the
-        run, so that a later export knows a SavedModel of this run, wherever the run folder is reached from)."""
+        (saved_models/<run name>), a fresh random `run_id` (saved in config.json and in every export of the
+        run, so that a later export knows a SavedModel of this run, wherever the run folder is reached from) and
+        `run_path`, the run folder's real path (:meth:`with_run_path`)."""
         if self.run_id is None:
             self.run_id = uuid.uuid4().hex
         if self.run_dir is None:
@@ -202,6 +219,15 @@ class RunConfig:
             self.run_dir = os.path.join("runs", f"{self.dataset_label}-{self.model}-{self.prior}-{stamp}")
         if self.export_dir is None:
             self.export_dir = os.path.join("saved_models", Path(self.run_dir).name)
+        return self.with_run_path()
+
+    def with_run_path(self) -> "RunConfig":
+        """Record where the run folder is now: `run_path`, the real path of `run_dir` (links and ``..``
+        resolved). A run folder copied elsewhere carries its original's `run_id` and, until it starts, its
+        `run_path`: an export that names this run id and another run path still holding the run is the
+        original's (see :func:`vampkeras.run_setup.check_export_target`)."""
+        if self.run_dir is not None:
+            self.run_path = os.path.realpath(self.run_dir)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -88,12 +88,19 @@ class RunKeeper(keras.callbacks.Callback):
                 self.model.stop_training = True
             checkpoints.save_epoch(checkpoint_dir, epoch + 1, self.model, self.model.optimizer, state,
                                    self.config.keep_checkpoints)
-            self.run.write_history(state["history"])
         except OSError as error:
             raise VampkerasError(
                 f"cannot write the checkpoint of epoch {epoch + 1} in {checkpoint_dir}: "
                 f"{error.strerror or error}; the previous checkpoints are intact, free space and resume "
                 "with --resume") from None
+        try:
+            self.run.write_history(state["history"])
+        except OSError as error:
+            # (the checkpoint holds the history too: a resume writes the file again from it)
+            raise VampkerasError(
+                f"cannot write the history of epoch {epoch + 1} to {self.run.history_path}: "
+                f"{error.strerror or error}; the checkpoint of epoch {epoch + 1} is saved, fix the file and "
+                "resume with --resume") from None
         with self.writer.as_default(step=epoch + 1):
             for name, value in row.items():
                 if name != "epoch":

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -41,6 +42,8 @@ FIGURES_DIR = "figures"
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.html"
 LOCK_FILE = ".lock"
+RECORD_LIMIT = 1 << 20        # bytes of config.json or evaluation.json read at most (vampkeras writes < 10 KB)
+LOCK_RECORD_LIMIT = 4096        # bytes of the lock file read to name its holder (describe_process writes < 400)
 # history.csv's columns, in order: one row per finished epoch (training losses are the epoch's means,
 # validation losses with β = 1, seconds the epoch's wall-clock time)
 HISTORY_COLUMNS = ("epoch", "loss", "reconstruction", "kl", "val_loss", "val_reconstruction", "val_kl", "beta",
@@ -108,7 +111,7 @@ class RunFolder:
         """The run's saved config, checked: a missing, damaged or hand-edited ``config.json`` (unknown keys,
         values of the wrong type or out of range) is one :class:`ConfigError` naming the file."""
         try:
-            text = self.config_path.read_text()
+            text = read_small_file(self.config_path, RECORD_LIMIT).decode("utf-8")
         except FileNotFoundError:
             raise VampkerasError(f"{self.path} is not a run folder (no {CONFIG_FILE})") from None
         except (OSError, UnicodeDecodeError) as error:
@@ -144,7 +147,7 @@ class RunFolder:
         if not self.evaluation_path.is_file():
             return None
         try:
-            stored = json.loads(self.evaluation_path.read_text())
+            stored = json.loads(read_small_file(self.evaluation_path, RECORD_LIMIT))
         except (OSError, ValueError):
             logger.warning("ignoring the unreadable %s", self.evaluation_path)
             return None
@@ -177,6 +180,26 @@ class RunFolder:
                 "Pass --restart to move the run aside and start it again, or restore its checkpoints")
         return None
 
+    def check_own_files(self) -> None:
+        """Refuse (VampkerasError) a run folder whose own entries are not of their kind: config.json,
+        history.csv, evaluation.json and report.html must be regular files, checkpoints/, logs/ and figures/
+        folders (each may be missing). Checked before a run resumes: otherwise the first write into one of them
+        would fail only after an epoch's work, in a message about whatever was written then."""
+        files = (self.config_path, self.history_path, self.evaluation_path, self.report_path)
+        folders = (self.checkpoint_dir, self.logs_dir, self.figures_dir)
+        for path, wanted in [(path, "a file") for path in files] + [(path, "a folder") for path in folders]:
+            try:
+                mode = path.stat().st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise VampkerasError(f"cannot use the run folder {self.path}: {path}: "
+                                     f"{error.strerror or error}") from None
+            kind = "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else "a special file"
+            if kind != wanted:
+                raise VampkerasError(f"{path} is {kind}, where the run keeps {wanted} of its own; move it out of "
+                                     f"the run folder {self.path} and try again")
+
     def is_writable(self) -> bool:
         """Whether files can be created in the folder (a read-only run can still be evaluated elsewhere)."""
         return os.access(self.path, os.W_OK | os.X_OK)
@@ -196,8 +219,9 @@ class RunFolder:
 
     def check_new_run_target(self, restart: bool = False) -> None:
         """Refuse a folder a new run must not be written into: one that holds a run already (unless
-        ``restart``: the run will be moved aside), a file, or a non-empty folder that is not a run folder (its
-        files would be overwritten or mixed with the run's)."""
+        ``restart``: the run will be moved aside), a file, a non-empty folder that is not a run folder (its
+        files would be overwritten or mixed with the run's), or one that cannot be created or written
+        (:func:`vampkeras.checkpoints.check_writable_folder`: found now, not after the data are loaded)."""
         if restart:
             if self.holds_run():
                 return
@@ -212,21 +236,41 @@ class RunFolder:
         if not self.is_empty_or_missing():
             raise VampkerasError(f"the folder {self.path} is not empty and holds no run (no {CONFIG_FILE}); a new "
                                  "run needs a new or empty --run-dir, so that nothing in it is overwritten")
+        from vampkeras.checkpoints import check_writable_folder
+        check_writable_folder(self.path, f"the run folder {self.path}")
 
     # --- the lock -----------------------------------------------------------------------------------------
     def lock(self) -> "RunFolder":
         """Take the run's lock (an exclusive OS file lock on ``.lock``, held until :meth:`unlock` or the
         process ends: the kernel releases it when the process dies, even by kill -9, so no stale lock is
-        ever left). A second process is refused with :class:`RunFolderLocked`, naming the holder."""
+        ever left). A second process is refused with :class:`RunFolderLocked`, naming the holder.
+
+        The lock file is opened as what it claims to be: a ``.lock`` that is a symbolic link (never followed),
+        has other names (hard links) or is not a regular file is refused with a VampkerasError, so that the
+        lock's record of its holder is never written into another file."""
         import fcntl
 
         self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_path, "a+")
+        self._check_lock_file(os.lstat)          # before opening: opening a device node may act on it
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            descriptor = os.open(self.lock_path, flags, 0o666)
+        except OSError as error:
+            if error.errno == errno.ELOOP:       # made a link since the check above
+                self._refuse_lock_file("a symbolic link")
+            raise
+        try:
+            self._check_lock_file(lambda _: os.fstat(descriptor))
+            os.set_blocking(descriptor, True)
+            handle = os.fdopen(descriptor, "r+")
+        except BaseException:
+            os.close(descriptor)
+            raise
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             handle.seek(0)
-            holder = _holder_text(handle.read())
+            holder = _holder_text(handle.read(LOCK_RECORD_LIMIT))
             handle.close()
             if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise RunFolderLocked(f"the run folder {self.path} is in use by {holder}; wait for it to finish "
@@ -238,6 +282,25 @@ class RunFolder:
         handle.flush()
         self._lock_handle = handle
         return self
+
+    def _check_lock_file(self, status_of) -> None:
+        """Refuse the lock file unless ``status_of(lock_path)`` (``os.lstat``, or the open file's fstat) is
+        that of a regular file with one name; a missing one is fine (it is created)."""
+        try:
+            status = status_of(self.lock_path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(status.st_mode):
+            self._refuse_lock_file("a symbolic link")
+        if not stat.S_ISREG(status.st_mode):
+            self._refuse_lock_file("not a regular file")
+        if status.st_nlink > 1:
+            self._refuse_lock_file(f"a file with {status.st_nlink} names (hard links)")
+
+    def _refuse_lock_file(self, what: str):
+        raise VampkerasError(f"the run's lock file {self.lock_path} is {what}; vampkeras writes its lock record "
+                             "into a regular file of its own only, never through a link into another file: "
+                             "remove it and try again")
 
     def unlock(self) -> None:
         if self._lock_handle is not None:
@@ -275,6 +338,20 @@ def summary_json(summary: dict) -> str:
                              "the model or its input is broken (a diverged run, or too many importance samples "
                              "for float32)")
     return json.dumps(summary, indent=2, allow_nan=False)
+
+
+def read_small_file(path, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, refused (OSError EFBIG) if it holds more than ``limit``: a record
+    of the run's own, read whole but never unbounded. A FIFO or device in its place is refused (OSError
+    EINVAL) without blocking or reading it."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than the {limit} bytes such a file may hold", str(path))
+    return data
 
 
 def _holder_text(recorded: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 from vampkeras import export
@@ -42,6 +43,7 @@ def prepare_config(config: RunConfig, resume: bool, given: dict | None = None,
     if not run.holds_run():
         raise VampkerasError(f"there is no run to resume in {config.run_dir} (no {CONFIG_FILE})")
     saved = run.read_config()
+    run.check_own_files()
     given = dict(given or {})
     requested = dataclasses.replace(saved, **{k: v for k, v in given.items() if k in MODEL_FIELDS})
     for name in ("num_components", "pseudo_init_mean", "pseudo_init_std"):
@@ -50,12 +52,13 @@ def prepare_config(config: RunConfig, resume: bool, given: dict | None = None,
     differences = saved.model_differences(requested)
     if differences:
         raise ConfigError("--resume refuses a configuration that changes the run: " + "; ".join(differences))
-    # the run lives where the user points now (the folder may have moved since it was saved)
+    # the run lives where the user points now (the folder may have moved, or been copied, since it was saved;
+    # a run folder from before runs recorded their path adopts it here): check_export_target tells which
     changes = {k: v for k, v in given.items() if k not in MODEL_FIELDS}
     changes["run_dir"] = config.run_dir
     if changes.get("strategy", saved.strategy) != "mirrored" and "replicas" not in given:
         changes["replicas"] = None          # --replicas belongs to --strategy mirrored
-    return dataclasses.replace(saved, **changes).validate()
+    return dataclasses.replace(saved, **changes).with_run_path().validate()
 
 
 def check_export_target(config: RunConfig, overwrite: bool) -> None:
@@ -63,7 +66,13 @@ def check_export_target(config: RunConfig, overwrite: bool) -> None:
     around it), into a place that cannot be written, or over another run's SavedModel without ``overwrite``.
     A SavedModel of this very run (same ``run_id``, wherever the run folder is reached from) is refreshed
     without ``overwrite``; one without a run id (older vampkeras) counts as another run's. A versioned export
-    adds a new version and overwrites nothing."""
+    adds a new version and overwrites nothing.
+
+    A copied run folder (``cp -a runs/base runs/fork``) carries its original's run id, so a SavedModel with this
+    run id is this run's only if it also names this run folder (``run_path``, compared as real paths), or a
+    folder that no longer holds a run of this id (the run was moved there from it: carry on; the new export
+    records the new path), or no path at all (exported before runs recorded it). A SavedModel whose path
+    still holds a run of this id is the original's: replacing it needs ``overwrite``."""
     target = Path(config.export_dir)
     export.check_export_location(target, config.run_dir)
     if config.export_versioned:
@@ -79,7 +88,13 @@ def check_export_target(config: RunConfig, overwrite: bool) -> None:
         return
     exported = export.exported_config(occupant)
     if exported is not None and config.run_id is not None and exported.run_id == config.run_id:
-        return  # a previous export of this very run: refreshing it loses nothing
+        original = _original_of_copy(config, exported)
+        if original is None:
+            return  # a previous export of this very run: refreshing it loses nothing
+        raise VampkerasError(f"the export folder {target} holds the SavedModel of the run in {original}, which "
+                             f"carries the run id of {config.run_dir}: one of the two folders is a copy of the "
+                             "other (cp -a), and exporting would replace that run's model; choose another "
+                             "--export folder or pass --overwrite")
     if exported is None:
         whose = "files"
     elif exported.run_id is None or config.run_id is None:
@@ -89,6 +104,25 @@ def check_export_target(config: RunConfig, overwrite: bool) -> None:
         whose = f"the SavedModel of another run ({exported.run_dir})"
     raise VampkerasError(f"the export folder {target} already holds {whose}; choose another --export folder "
                          "or pass --overwrite")
+
+
+def _original_of_copy(config: RunConfig, exported: RunConfig) -> Path | None:
+    """The run folder an export of ``config``'s run id was written from, if it is another folder than
+    ``config.run_dir`` (as real paths) that still holds a run of this id: then ``config``'s folder is a copy of
+    it. None when the export names no path, names this folder, or names a folder the run has left (moved)."""
+    if exported.run_path is None or config.run_dir is None:
+        return None
+    other = Path(exported.run_path)
+    try:
+        if os.path.realpath(other) == os.path.realpath(config.run_dir):
+            return None
+        folder = RunFolder(other)
+        if not folder.holds_run():
+            return None
+        still_there = folder.read_config().run_id == config.run_id
+    except (OSError, ValueError, VampkerasError):     # unreadable or no longer a run: the run has left it
+        return None
+    return other if still_there else None
 
 
 def move_old_run_aside(run: RunFolder) -> None:

@@ -4,6 +4,7 @@ configs, read-only run folders, options checked before anything is created."""
 import json
 import os
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_evaluate_json_into_an_impossible_place_is_refused_before_scoring(run_co
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = invoke("evaluate", run_copy, "--quiet", "--json", blocker / "eval.json")
-    assert_user_error(result, "cannot write --json", "is a file")
+    assert_user_error(result, "--json", "cannot write", "is a file")
     assert "log_likelihood" not in result.output          # refused before the work, not after printing it
 
 
@@ -185,3 +186,173 @@ def test_restart_keeps_the_old_runs_export_unless_overwrite(trained_run, run_cop
     assert_user_error(result, "already holds the SavedModel of another run", "--overwrite")
     assert snapshot(run_copy) == run_before and snapshot(export_copy) == export_before   # nothing moved
     assert not [p for p in tmp_path.iterdir() if ".restarted-" in p.name]
+
+
+# -- issue #33: files opened as what they claim to be, copies, names, messages --------------------------------
+def assert_one_error_line(result):
+    """Exit 2 with exactly one `Error:` line and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if "Error:" in line] == \
+        [line for line in result.output.splitlines() if line.startswith("Error: ")], result.output
+    assert sum(line.startswith("Error: ") for line in result.output.splitlines()) == 1, result.output
+
+
+def test_item_4_a_symlinked_lock_is_refused_and_its_target_never_written(run_copy, tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("the user's own file")
+    (run_copy / ".lock").unlink(missing_ok=True)
+    (run_copy / ".lock").symlink_to(victim)
+    before = snapshot(run_copy)
+    result = invoke("train", "--resume", "--run-dir", run_copy, "--epochs", 3, "--export", tmp_path / "m", "--quiet")
+    assert_one_error_line(result)
+    assert "is a symbolic link" in result.output
+    assert victim.read_text() == "the user's own file"
+    assert snapshot(run_copy) == before and (run_copy / ".lock").is_symlink() and not (tmp_path / "m").exists()
+
+
+def test_item_7_a_copied_run_folder_does_not_replace_the_originals_savedmodel(tmp_path, monkeypatch):
+    """cp -a runs/base runs/fork && train --run-dir runs/fork --resume: refused; after mv, resume carries on."""
+    from vampkeras import export
+
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "--run-dir", "runs/base", "--export", "saved_models/base", "--epochs", 1, *TINY)
+    assert result.exit_code == 0, result.output
+    shutil.copytree("runs/base", "runs/fork", symlinks=True)                    # cp -a
+    model, fork = snapshot(tmp_path / "saved_models"), snapshot(tmp_path / "runs" / "fork")
+    result = invoke("train", "--run-dir", "runs/fork", "--resume", "--epochs", 2, "--quiet")
+    assert_one_error_line(result)
+    assert "runs/base" in result.output and "copy" in result.output and "--overwrite" in result.output
+    assert snapshot(tmp_path / "saved_models") == model and snapshot(tmp_path / "runs" / "fork") == fork
+    shutil.rmtree("runs/fork")
+    os.rename("runs/base", "runs/moved")                                        # mv: the same run, elsewhere
+    result = invoke("train", "--run-dir", "runs/moved", "--resume", "--epochs", 2, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert export.exported_config("saved_models/base").run_path == str(tmp_path.resolve() / "runs" / "moved")
+
+
+def test_item_9_a_fifo_as_json_is_refused_before_scoring_and_stays_a_fifo(run_copy, tmp_path):
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    result = invoke("evaluate", run_copy, "--quiet", "--max-examples", 5, "--samples", 2, "--json", fifo)
+    assert_one_error_line(result)
+    assert "FIFO" in result.output and "log_likelihood" not in result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+@pytest.mark.parametrize("command", [["evaluate", "RUN", "--json", "/proc/x.json"],
+                                     ["score", "RUN", "IMAGES", "--out", "/proc/x.csv"],
+                                     ["sample", "RUN", "--out", "/proc/x.png"],
+                                     ["sample", "RUN", "--out", "OK", "--npy", "/proc/x.npy"],
+                                     ["report", "RUN", "--out", "/proc/x.html"],
+                                     ["train", "--run-dir", "/proc/run", "--export", "OK"],
+                                     ["train", "--run-dir", "OK", "--export", "/proc/model"]])
+def test_item_11_outputs_into_proc_are_refused_before_the_model_loads(run_copy, tmp_path, command, monkeypatch):
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((2, 28, 28), np.float32))
+    from vampkeras.trained_model import TrainedModel
+    monkeypatch.setattr(TrainedModel, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    arguments = [{"RUN": run_copy, "IMAGES": images, "OK": tmp_path / "ok.png"}.get(a, a) for a in command]
+    before = snapshot(run_copy)
+    result = invoke(*arguments)
+    assert_one_error_line(result)
+    assert "takes no new files" in result.output
+    assert snapshot(run_copy) == before and sorted(p.name for p in tmp_path.iterdir()) == ["images.npy", "run"]
+
+
+LONG = "n" * 256                     # one byte over NAME_MAX
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--run-dir", LONG, "--export", "model"],
+    ["train", "--run-dir", "run", "--export", f"models/{LONG}"],
+    ["train", "--run-dir", "run", "--export", "model", "--dataset", f"{LONG}/images"],
+    ["train", "--run-dir", "run", "--export", "model", "--data-dir", LONG],
+    ["train", "--run-dir", "run", "--export", "model", "--dataset", "freyfaces", "--data-dir", f"data/{LONG}"],
+    ["evaluate", "RUN", "--json", f"{LONG}.json"],
+    ["evaluate", "RUN", "--figures", f"figures/{LONG}"],
+    ["evaluate", "RUN", "--dataset", f"{LONG}.npy"],
+    ["evaluate", "RUN", "--data-dir", LONG],
+    ["sample", "RUN", "--out", f"{LONG}.png"],
+    ["sample", "RUN", "--npy", f"{LONG}.npy"],
+    ["score", "RUN", "IMAGES", "--out", f"{LONG}.csv"],
+    ["report", "RUN", "--out", f"{LONG}.html"],
+    ["report", "RUN", "--data-dir", LONG],
+    ["datasets", "--data-dir", LONG],
+    ["evaluate", "RUN", "--json", "/" + "/".join(["d" * 200] * 21)],            # a path over PATH_MAX
+])
+def test_item_12_a_name_over_255_bytes_is_one_error_before_any_work(run_copy, tmp_path, command, monkeypatch):
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((2, 28, 28), np.float32))
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    monkeypatch.chdir(workspace)
+    before = snapshot(run_copy)
+    result = invoke(*[{"RUN": run_copy, "IMAGES": images}.get(a, a) for a in command])
+    assert_one_error_line(result)
+    assert "at most 255 bytes" in result.output or "at most 4095 bytes" in result.output
+    assert list(workspace.iterdir()) == [] and snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("option", ["--json", "--figures"])
+def test_item_17_an_empty_path_is_a_user_error(run_copy, option):
+    before = snapshot(run_copy)
+    result = invoke("evaluate", run_copy, "--quiet", "--max-examples", 5, "--samples", 2, option, "")
+    assert_one_error_line(result)
+    assert "empty path" in result.output and "log_likelihood" not in result.output
+    assert snapshot(run_copy) == before
+
+
+def test_standard_streams_are_written_as_streams_and_dash_is_stdout(run_copy, tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", str(run_copy), "--quiet", "--max-examples", "5", "--samples",
+                                       "2", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["num_examples"] == 5                   # the JSON once, on stdout
+    result = CliRunner().invoke(main, ["sample", str(run_copy), "-n", "4", "--out", "-", "--npy", "/dev/null"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes.startswith(b"\x89PNG\r\n\x1a\n")           # the PNG alone on stdout
+    assert "wrote /dev/stdout, /dev/null" in result.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    result = invoke("sample", run_copy, "-n", 4, "--out", "-", "--npy", "/dev/stdout")
+    assert_one_error_line(result)                          # two outputs would be mixed in one stream
+
+
+def test_item_16_a_file_name_cannot_forge_a_second_error_line(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(6):
+        Image.fromarray(np.full((8, 8), 40 * index, np.uint8)).save(folder / f"{index}.png")
+    (folder / "bad\nError: forged line.png").write_bytes(b"\x89PNG\r\n\x1a\n damaged")
+    result = invoke("train", "--dataset", folder, "--run-dir", tmp_path / "run", "--export", tmp_path / "m",
+                    "--epochs", 1, "--quiet")
+    assert_one_error_line(result)
+    assert "bad\\nError: forged line.png" in result.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "m").exists()
+
+
+def test_item_17_history_csv_as_a_folder_is_named_before_the_resume_trains(run_copy, tmp_path):
+    (run_copy / "history.csv").unlink()
+    (run_copy / "history.csv").mkdir()
+    before = snapshot(run_copy)
+    result = invoke("train", "--resume", "--run-dir", run_copy, "--epochs", 3, "--export", tmp_path / "m", "--quiet")
+    assert_one_error_line(result)
+    assert f"{run_copy / 'history.csv'} is a folder" in result.output and "checkpoint" not in result.output
+    assert snapshot(run_copy) == before and not (tmp_path / "m").exists()
+
+
+def test_item_17_figures_left_half_written_by_a_killed_process_are_removed_by_the_next_write(run_copy, tmp_path):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()                                                      # its pid is a dead writer's
+    figures = run_copy / "figures"
+    stale = figures / f".log_likelihood_histogram.png.{process.pid}-0123abcd.tmp"
+    stale.write_bytes(b"half a png")
+    result = invoke("evaluate", run_copy, "--quiet", "--max-examples", 5, "--samples", 2)
+    assert result.exit_code == 0, result.output
+    assert (figures / "log_likelihood_histogram.png").is_file()
+    assert not [p.name for p in figures.iterdir() if p.name.endswith(".tmp")]
