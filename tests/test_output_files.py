@@ -11,8 +11,15 @@ import sys
 
 import pytest
 
+from tests.guards import devices_guarded
 from vampkeras import checkpoints
 from vampkeras.errors import VampkerasError
+
+
+@pytest.fixture(autouse=True)
+def no_device_is_replaced():
+    with devices_guarded():
+        yield
 
 
 def dead_pid():

@@ -305,6 +305,13 @@ def test_item_17_an_empty_path_is_a_user_error(run_copy, option):
 
 
 def test_standard_streams_are_written_as_streams_and_dash_is_stdout(run_copy, tmp_path):
+    from tests.guards import devices_guarded
+
+    with devices_guarded():
+        check_streams(run_copy)
+
+
+def check_streams(run_copy):
     result = CliRunner().invoke(main, ["evaluate", str(run_copy), "--quiet", "--max-examples", "5", "--samples",
                                        "2", "--json", "-"])
     assert result.exit_code == 0, result.output
