@@ -5,6 +5,8 @@ person at the terminal. The CLI prints it (without a traceback) and exits with s
 raises it instead of printing.
 """
 
+__all__ = ["VampkerasError", "DataError", "ConfigError", "TrainingDiverged"]
+
 
 class VampkerasError(Exception):
     """A problem the user can fix: a bad option, a missing or corrupt file, data of the wrong shape."""

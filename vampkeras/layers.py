@@ -6,6 +6,9 @@ import keras
 import numpy as np
 from keras import ops
 
+__all__ = ["GatedDense", "GaussianHead", "GatedConv2D", "MaskedConv2D", "causal_mask", "sublayers",
+           "gated_variables", "initialize_as_authors"]
+
 
 @keras.saving.register_keras_serializable(package="vampkeras")
 class GatedDense(keras.layers.Layer):

@@ -12,6 +12,9 @@ import tensorflow_probability as tfp
 
 from vampkeras.config import LIKELIHOODS        # the names, owned by the config (which loads without TensorFlow)
 
+__all__ = ["NUM_BINS", "PixelDistribution", "IndependentBernoulli", "DiscretizedLogistic", "bernoulli",
+           "discretized_logistic", "outputs_per_value", "output_units", "build"]
+
 tfd = tfp.distributions
 
 NUM_BINS = 256

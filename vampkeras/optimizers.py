@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from vampkeras.config import OPTIMIZERS
 
+__all__ = ["AdamNormGrad", "apply_gradients", "build", "PRIVATE_ADAM_STATE"]
+
 logger = logging.getLogger(__name__)
 
 # Keras' private Adam state that the fused update reads (Keras 3.x: the moments are lists in variable order).

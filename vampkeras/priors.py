@@ -21,6 +21,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
 
+__all__ = ["Prior", "StandardNormalPrior", "MixtureOfGaussiansPrior", "VampPrior", "diagonal_gaussian",
+           "gaussian_mixture", "gaussian_mixture_log_prob"]
+
 tfd = tfp.distributions
 
 LOG_2PI = math.log(2.0 * math.pi)

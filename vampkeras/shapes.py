@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import math
 
+__all__ = ["canonical", "channels", "height_width", "with_channels", "num_values", "num_positions", "describe",
+           "batch_shapes", "bits_per_dim"]
+
 
 def canonical(shape) -> tuple[int, ...]:
     """``shape`` (H, W) or (H, W, C) as a tuple of ints, with C = 1 dropped: (H, W) or (H, W, C > 1)."""

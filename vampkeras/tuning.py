@@ -33,6 +33,9 @@ import tensorflow as tf
 
 from vampkeras import __version__
 
+__all__ = ["tune_training", "tune_evaluation", "enabled", "cache_path", "device_description",
+           "workload_description", "seconds_per_call", "CACHE_FILE", "ENVIRONMENT_SWITCH"]
+
 logger = logging.getLogger(__name__)
 
 CACHE_FILE = "tuning.json"

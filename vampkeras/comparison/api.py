@@ -10,6 +10,8 @@ from vampkeras.comparison import results
 from vampkeras.comparison.grid import ComparisonConfig
 from vampkeras.comparison.runner import GridProgress, default_jobs, run_grid
 
+__all__ = ["compare", "build_comparison", "seed_list"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -18,6 +18,10 @@ import numpy as np
 from vampkeras.config import MODEL_FIELDS, MODELS, PRIORS, RunConfig
 from vampkeras.errors import ConfigError
 
+__all__ = ["ComparisonConfig", "Cell", "cell_name", "format_lr", "adoption_differences", "PROTOCOLS",
+           "PAPER_LEARNING_RATES", "RESERVED_TRAIN_OPTIONS", "CELL_FIELDS", "ADOPTION_FIELDS", "CONFIG_FILE",
+           "SAVED_MODELS_DIR"]
+
 CONFIG_FILE = "comparison-config.json"
 SAVED_MODELS_DIR = "saved_models"
 

@@ -17,6 +17,8 @@ from vampkeras.comparison.worker import PRIOR_VS_POSTERIOR, read_per_image
 from vampkeras.report import _img
 from vampkeras.run_folder import RunFolder
 
+__all__ = ["write_page", "render", "validation_curves", "histograms", "PAGE_FILE", "COLOURS"]
+
 PAGE_FILE = "comparison.html"
 COLOURS = ("#4477aa", "#cc3311", "#228833", "#ccbb44", "#aa3377", "#66ccee", "#bbbbbb")
 

@@ -21,6 +21,9 @@ from vampkeras.comparison.worker import read_per_image, read_score
 from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import RunFolder
 
+__all__ = ["collect", "write", "read", "markdown", "csv_text", "JSON_FILE", "CSV_FILE", "MARKDOWN_FILE",
+           "MODEL_NAMES", "SUMMARISED"]
+
 JSON_FILE = "comparison.json"
 CSV_FILE = "comparison.csv"
 MARKDOWN_FILE = "comparison.md"

@@ -28,6 +28,9 @@ from vampkeras.comparison.worker import SCORE_FILE, read_comparison_config, read
 from vampkeras.errors import ConfigError, VampkerasError
 from vampkeras.run_folder import RunFolder, RunFolderLocked
 
+__all__ = ["run_grid", "GridProgress", "CellProgress", "available_cores", "default_jobs", "check_folder",
+           "POLL_SECONDS"]
+
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0

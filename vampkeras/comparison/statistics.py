@@ -27,6 +27,10 @@ from scipy import stats
 
 from vampkeras.errors import ConfigError, DataError
 
+__all__ = ["paired_interval", "hierarchical_bootstrap", "seed_spread", "compare_priors", "sentence", "Interval",
+           "Spread", "SeedDifference", "PairComparison", "model_name", "prior_name", "MIN_RESAMPLES",
+           "BOOTSTRAP_CHUNK_ELEMENTS", "MODEL_NAMES", "PRIOR_NAMES", "UNITS", "MAX_DIGITS"]
+
 # The issue asks for at least this many bootstrap resamples: a 95% percentile interval reads the 2.5% tails,
 # which fewer resamples estimate noisily.
 MIN_RESAMPLES = 2000

@@ -30,6 +30,9 @@ import numpy as np
 
 from vampkeras.errors import ConfigError, DataError
 
+__all__ = ["elbo_surgery", "Surgery", "gaussian_log_density", "standard_normal_log_density",
+           "average_kl_to_standard_normal", "LOG_2PI", "CHUNK_BYTES"]
+
 LOG_2PI = math.log(2 * math.pi)
 # Bytes for one chunk's (samples x N) matrix of log q(z|x_m) (float64): 64 MB is ~840 samples against
 # 10000 posteriors; larger chunks are no faster (the work is the matrix product and the exp).

@@ -25,6 +25,10 @@ from vampkeras.comparison.grid import CONFIG_FILE, ComparisonConfig
 from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import RunFolder
 
+__all__ = ["main", "run_cell", "score_cell", "surgery_of", "draw_prior_against_posterior", "read_comparison_config",
+           "read_score", "read_per_image", "PER_IMAGE_FILE", "SCORE_FILE", "EXIT_USER_ERROR", "PRIOR_VS_POSTERIOR",
+           "SURGERY_SAMPLES"]
+
 # What a finished cell keeps beside its run's own records: the per-image values of the test split (paired
 # comparisons need them image by image), and the scalars of the scoring (evaluate's summary, the ELBO surgery,
 # the training's summary from its history), written last and atomically.

@@ -27,6 +27,8 @@ import tensorflow as tf
 
 from vampkeras import optimizers, shapes
 
+__all__ = ["LatentVariableModel", "as_seed"]
+
 
 def as_seed(seed) -> tf.Tensor:
     """A stateless seed of shape (2,), int32, from an int, a pair, or a tensor."""

@@ -16,6 +16,8 @@ from vampkeras.models.networks import (Z1_CONV_STACK, ConvDecoder, ConvFeatures,
                                        JointDecoder, JointGaussian, PixelCNNDecoder, conv_output_size)
 from vampkeras.priors import Prior, diagonal_gaussian
 
+__all__ = ["HierarchicalVAE", "ARCHITECTURES"]
+
 ARCHITECTURES = ("mlp", "conv", "pixelcnn")
 
 

@@ -16,6 +16,11 @@ from vampkeras import shapes
 from vampkeras.errors import ConfigError
 from vampkeras.layers import GatedConv2D, GatedDense, GaussianHead, MaskedConv2D
 
+__all__ = ["GaussianMLP", "DecoderMLP", "ConvFeatures", "GaussianConv", "JointGaussian", "JointDecoder",
+           "ConvDecoder", "PixelCNNDecoder", "ImageEncoder", "ImageDecoder", "conv_output_size", "to_images",
+           "from_channels", "Z2_CONV_STACK", "Z1_CONV_STACK", "DECODER_CONV_LAYERS", "DECODER_CONV_CHANNELS",
+           "PIXELCNN_LAYERS", "PIXELCNN_CHANNELS"]
+
 # (filters, kernel, stride) of the conv encoders: q(z2|x) and q(z1|x, z2).
 Z2_CONV_STACK = ((32, 7, 1), (32, 3, 2), (64, 5, 1), (64, 3, 2), (6, 3, 1))
 Z1_CONV_STACK = ((32, 3, 1), (32, 3, 2), (64, 3, 1), (64, 3, 2), (6, 3, 1))

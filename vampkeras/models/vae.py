@@ -10,6 +10,8 @@ from vampkeras.models.base import LatentVariableModel, as_seed
 from vampkeras.models.networks import DecoderMLP, GaussianMLP, ImageDecoder, ImageEncoder
 from vampkeras.priors import Prior, diagonal_gaussian
 
+__all__ = ["VAE"]
+
 
 class VAE(LatentVariableModel):
     """x → q(z|x) = N(μ(x), diag σ²(x)) → z → p(x|z); prior p(z) given (standard, MoG, VampPrior).
