@@ -403,7 +403,7 @@ def _plan_npz(path: Path) -> dict[str, _Planned]:
         raise DataError(f"cannot read {path} as a .npz archive of arrays ({error})") from None
 
 
-def memory_needed(planned: dict[str, _Planned], max_examples: int | None) -> tuple[int, int, int, int]:
+def _memory_needed(planned: dict[str, _Planned], max_examples: int | None) -> tuple[int, int, int, int]:
     """(bytes in all, as float32 values, as read, of working space) that :func:`load` holds for the ``planned``
     splits: the float32 values it keeps (at most 3 · ``max_examples`` images: the first of each split), what
     reading holds (an inflated array, decoded images; nothing for a memory map), and one block of temporaries."""
@@ -420,7 +420,7 @@ def _check_memory(where: str, planned: dict[str, _Planned], max_examples: int | 
     (:func:`vampkeras.resources.host_memory_limit`), before any of it is decoded or inflated."""
     from vampkeras.resources import describe_bytes, host_memory_limit
 
-    need, values, resident, temporaries = memory_needed(planned, max_examples)
+    need, values, resident, temporaries = _memory_needed(planned, max_examples)
     limit = host_memory_limit()
     if need <= limit.bytes:
         return
@@ -636,15 +636,16 @@ def _split_plan(raw: dict[str, np.ndarray], fractions) -> dict[str, tuple[str, n
     return plan
 
 
-def _content_digest(shape):
-    """The sha256 that :func:`content_sha256` continues with an array's values: it starts from the shape."""
+def content_digest(shape):
+    """The sha256 that :func:`content_sha256` continues with an array's float32 values (C order): it starts from
+    the ``shape``. Feed it a split a block at a time to hash a split that is never whole in memory."""
     import hashlib
     return hashlib.sha256(repr(tuple(int(size) for size in shape)).encode())
 
 
 def content_sha256(values: np.ndarray) -> str:
     """sha256 of a split's float32 values (C order) and its shape: what the model sees, bit for bit."""
-    digest = _content_digest(values.shape)
+    digest = content_digest(values.shape)
     digest.update(np.ascontiguousarray(values, dtype=np.float32).data)
     return digest.hexdigest()
 
@@ -662,7 +663,7 @@ def _finish_split(images: np.ndarray, index, convert, seed: int | None, keep: in
     width = math.prod(images.shape[1:])
     kept = count if keep is None else min(count, keep)
     out = np.empty((kept, width), np.float32)
-    digest = _content_digest((count, width))
+    digest = content_digest((count, width))
     rng = None if seed is None else np.random.default_rng(seed)
     total = squares = 0.0
     for start, stop, column, block in _row_blocks(images, index):
@@ -691,8 +692,6 @@ def load(source: DataSource, data_dir=None, likelihood: str | None = None, binar
     the kept images are held as float32 values."""
     from vampkeras.data.registry import EVAL_BINARIZATION_SEED, Dataset, DatasetSpec, data_record, input_type
 
-    if max_examples is not None and max_examples < 1:
-        raise DataError("--max-examples must be at least 1")
     raw = read_raw(source, data_dir, download, max_examples)
     where = source.argument
     image_shapes = {split_name: shapes.canonical(images.shape[1:]) for split_name, images in raw.items()}
