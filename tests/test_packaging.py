@@ -3,6 +3,7 @@ the wheel hold."""
 
 import importlib.metadata
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,9 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
 # What a virtualenv brings or tensorflow asks for without a version: requirements.txt leaves them alone.
 LEFT_TO_THE_VIRTUALENV = {"pip", "setuptools", "wheel"}
-REINSTALL = 'pip install -c requirements.txt -e ".[test]"'
+REINSTALL = 'pip install -c requirements.txt -e ".[test,docs]"'
+# The optional extras: the test tools, and the documentation site's (mkdocs.yml) and the examples' (jupytext).
+EXTRAS = ("test", "docs")
 
 
 def read_pins() -> dict[str, Version]:
@@ -45,8 +48,9 @@ def read_pins() -> dict[str, Version]:
 
 
 def declared_requirements() -> list[Requirement]:
-    """pyproject.toml's runtime dependencies and the test extra."""
-    return [Requirement(text) for text in PROJECT["dependencies"] + PROJECT["optional-dependencies"]["test"]]
+    """pyproject.toml's runtime dependencies and its extras (test, docs)."""
+    extras = PROJECT["optional-dependencies"]
+    return [Requirement(text) for text in PROJECT["dependencies"] + [text for name in EXTRAS for text in extras[name]]]
 
 
 def run(*command, cwd) -> subprocess.CompletedProcess:
@@ -128,6 +132,19 @@ def test_dependencies_are_ranges_and_every_pin_satisfies_them():
     assert dependencies["tensorflow-probability"].extras == {"tf"} and "tf-keras" not in dependencies
     # Keras is bounded above (the fused Adam update uses its private optimizer attributes).
     assert any(spec.operator == "<" for spec in dependencies["keras"].specifier)
+
+
+def test_the_extras_are_the_test_tools_and_the_documentation_tools_and_ci_installs_both():
+    """The docs extra holds what `mkdocs build --strict` (mkdocs.yml) and the examples' notebooks need; the suite
+    builds the site, so CI installs both extras, in both of .ci/run's installs."""
+    extras = PROJECT["optional-dependencies"]
+    assert set(extras) == set(EXTRAS)
+    docs = {canonicalize_name(Requirement(text).name) for text in extras["docs"]}
+    assert docs == {"mkdocs", "mkdocs-material", "mkdocstrings", "mkdocstrings-python", "mkdocs-click",
+                    "mkdocs-include-markdown-plugin", "jupytext"}
+    # .ci/run's first install and its last line (the README's test command) install the checkout with extras
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.findall(r'-e "\.\[([^\]]*)\]"', ci) == ["test,docs", "test,docs"]
 
 
 def walk_the_requirements(pins: dict[str, Version]) -> tuple[set[str], list[str]]:
@@ -216,4 +233,4 @@ def test_the_sdist_builds_the_wheel_and_the_wheel_holds_the_packages(tmp_path):
     assert "vampkeras = vampkeras_cli.main:main" in entry_points
     assert f"\nVersion: {version}\n" in metadata and "\nRequires-Python: >=3.11\n" in metadata
     assert "Requires-Dist: tensorflow-probability[tf]" in metadata
-    assert 'extra == "test"' in metadata
+    assert 'extra == "test"' in metadata and 'extra == "docs"' in metadata

@@ -8,7 +8,7 @@ Importing this package is cheap; TensorFlow is loaded by the submodules that nee
 
 # The one version number: pyproject.toml reads it (setuptools' dynamic `attr:`, without importing this
 # package) and `vampkeras --version` prints it.
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def compare(*args, **kwargs) -> dict:
