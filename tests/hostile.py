@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-CIFAR10_MEMBERS = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)) + ("cifar-10-batches-py/test_batch",)
+CIFAR10_MEMBERS = (*(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)), "cifar-10-batches-py/test_batch")
 HISTOPATHOLOGY_MEMBER = "histopathologyGray/histopathology.pkl"
 ARCHIVE_MEMBERS = (*CIFAR10_MEMBERS, HISTOPATHOLOGY_MEMBER)
 MIB = 1 << 20

@@ -9,7 +9,6 @@ parsers themselves face it.
 
 from __future__ import annotations
 
-import gzip
 import io
 import pickle
 import signal
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests import hostile
+from tests.data.test_loaders import SHARED
 from tests.known_files import trust
 from vampkeras.data import load_dataset, registry, sources
 from vampkeras.data.download import MIRROR_ENV
@@ -221,9 +221,9 @@ def test_matlab_files_that_scipy_writes_pass_the_header_check():
         np.testing.assert_array_equal(read["data"], contents["data"])
 
 
-@pytest.mark.skipif(not (Path(__file__).resolve().parents[3] / "shared" / "data").is_dir(), reason="no shared data")
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no shared data")
 def test_the_real_caltech_file_passes_the_matlab_header_check():
-    path = Path(__file__).resolve().parents[3] / "shared/data/caltech101_silhouettes/caltech101_silhouettes_28_split1.mat"
+    path = SHARED / "caltech101_silhouettes" / "caltech101_silhouettes_28_split1.mat"
     sources.check_mat(path.read_bytes(), path)
 
 
@@ -249,7 +249,8 @@ def cifar_like(members: dict[str, bytes]) -> bytes:
 
 
 @pytest.mark.parametrize("kind, message", [
-    (tarfile.SYMTYPE, "is a symbolic link, not a regular file"), (tarfile.LNKTYPE, "is a hard link, not a regular file"),
+    (tarfile.SYMTYPE, "is a symbolic link, not a regular file"),
+    (tarfile.LNKTYPE, "is a hard link, not a regular file"),
     (tarfile.DIRTYPE, "is a folder, not a regular file"), (tarfile.FIFOTYPE, "is a FIFO, not a regular file"),
     (tarfile.CHRTYPE, "is a device, not a regular file"),
 ])
@@ -287,3 +288,12 @@ def test_cifar10_with_max_examples_keeps_the_whole_datasets_record(tmp_path, mon
     np.testing.assert_array_equal(cut.validation, full.validation[:3])
     big = load_dataset("cifar10", tmp_path, download=False, max_examples=10)        # across batches
     np.testing.assert_array_equal(big.train, full.train[:10])
+
+
+def test_a_huge_sparse_file_at_a_known_path_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "freyfaces" / "freyfaces.pkl"
+    path.parent.mkdir()
+    with open(path, "wb") as stream:
+        stream.truncate(1 << 40)                                   # 1 TiB declared, nothing stored
+    with pytest.raises(DataError, match=r"its content is more than 3568521 bytes, expected sha256 3b69410c"):
+        load_dataset("freyfaces", tmp_path, download=False)

@@ -1,6 +1,10 @@
 """The named datasets of the paper (§5, supplementary 8.4.1), and CIFAR-10 as its authors' code loads it:
 specs, defaults and loaders; :func:`load_dataset` also loads your own images (:mod:`vampkeras.data.user_data`).
 
+Every file a loader reads is hostile until verified: a file the registry knows (:data:`FILES`) is checked
+against its recorded sha256 before it is parsed, and every parser is bounded and runs no code from the file
+(:mod:`vampkeras.data.sources`, :mod:`vampkeras.data.download`).
+
 Every loader returns a :class:`Dataset` of float32 arrays (N, D) in [0, 1], D = H·W·C. Dynamically binarized sets
 keep grey training images (the pipeline binarizes each batch afresh) and binarize validation and test
 once with a fixed seed, so test numbers are comparable across runs.

@@ -21,7 +21,6 @@ import pickle
 import stat
 import struct
 import tarfile
-import zipfile
 import zlib
 from pathlib import Path
 
