@@ -13,7 +13,6 @@ once with a fixed seed, so test numbers are comparable across runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import logging
 import math
@@ -408,10 +407,11 @@ def cifar10_values(pixels: np.ndarray) -> np.ndarray:
 
 def _split_record(batches: list[np.ndarray]) -> dict:
     """:func:`data_record`'s entry for the CIFAR-10 split made of ``batches`` (uint8 rows), hashed a batch at a
-    time: the count and the :func:`vampkeras.data.user_data.content_sha256` of the split's values (the sha256 of
-    its shape, then of its float32 values in C order), without building the whole split."""
+    time: the count and the :func:`vampkeras.data.user_data.content_sha256` of the split's values, without
+    building the whole split."""
+    from vampkeras.data.user_data import content_digest
     count = sum(len(batch) for batch in batches)
-    digest = hashlib.sha256(repr((count, shapes.num_values(sources.CIFAR10_SHAPE))).encode())
+    digest = content_digest((count, shapes.num_values(sources.CIFAR10_SHAPE)))
     for batch in batches:
         digest.update(np.ascontiguousarray(cifar10_values(batch)).data)
     return {"count": count, "sha256": digest.hexdigest()}
