@@ -154,6 +154,8 @@ def discretized_logistic(outputs) -> tfd.Distribution:
 
 
 def outputs_per_value(likelihood: str) -> int:
+    """Parameters per observed value: 1 for Bernoulli (the logit), 2 for the discretized logistic (mean and
+    log-scale). A decoder returns this many per pixel and channel."""
     return {"bernoulli": 1, "discretized_logistic": 2}[_known(likelihood)]
 
 

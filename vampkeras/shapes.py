@@ -31,6 +31,7 @@ def channels(shape) -> int:
 
 
 def height_width(shape) -> tuple[int, int]:
+    """(H, W) of an image shape, with or without channels."""
     return int(shape[0]), int(shape[1])
 
 

@@ -54,6 +54,7 @@ def enabled() -> bool:
 
 
 def cache_path():
+    """The file that remembers each measured choice: ``$VAMPKERAS_CACHE/tuning.json``."""
     from vampkeras.data.registry import cache_dir
 
     return cache_dir() / CACHE_FILE
