@@ -1,22 +1,31 @@
-"""The VampPrior with your own networks: a small convolutional encoder and decoder in plain Keras, trained by
-vampkeras (its train step, KL warm-up, early stopping, checkpoints, resume), scored with the paper's
-importance-sampled log-likelihood and active units, and exported as a SavedModel that needs no vampkeras.
+# %% [markdown]
+# # The VampPrior with your own networks
+#
+# A small convolutional encoder and decoder in plain Keras, trained by vampkeras (its train step, KL warm-up,
+# early stopping, checkpoints, resume), scored with the paper's importance-sampled log-likelihood and active
+# units, and exported as a SavedModel that needs no vampkeras and not this code.
+#
+#     python examples/custom_networks.py                      # mnist5k, 10 epochs, a few minutes on 2 cores
+#     python examples/custom_networks.py --dataset path/to/pngs --epochs 50
+#
+# What vampkeras asks of the networks (see `vampkeras.models.VAE`):
+#
+# * the encoder takes images (N, H, W, C) and returns (mean, log_var), each (N, latent_dim), or one
+#   (N, 2·latent_dim) tensor;
+# * the decoder takes z (N, latent_dim) and returns the likelihood's parameters, here image-shaped
+#   (N, H, W, K·C): K = 1 (Bernoulli logits) for binary images, 2 (means, then log-scales) for the
+#   discretized logistic of grey or colour ones.
+#
+# `jupytext --to notebook examples/custom_networks.py` makes it a notebook. With
+# `VAMPKERAS_EXAMPLE_BUDGET=tiny` (the test suite's setting) the defaults shrink to 2 epochs on 300 images.
 
-    python examples/custom_networks.py                      # mnist5k, 10 epochs, a few minutes on 2 cores
-    python examples/custom_networks.py --dataset path/to/pngs --epochs 50
-
-What vampkeras asks of the networks (see vampkeras.models.VAE):
-  * the encoder takes images (N, H, W, C) and returns (mean, log_var), each (N, latent_dim), or one
-    (N, 2·latent_dim) tensor;
-  * the decoder takes z (N, latent_dim) and returns the likelihood's parameters, here image-shaped
-    (N, H, W, K·C): K = 1 (Bernoulli logits) for binary images, 2 (means, then log-scales) for the
-    discretized logistic of grey or colour ones.
-"""
-
+# %%
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 import keras
 
@@ -26,12 +35,21 @@ from vampkeras.likelihoods import outputs_per_value
 from vampkeras.shapes import with_channels
 from vampkeras.training import train
 
+TINY = os.environ.get("VAMPKERAS_EXAMPLE_BUDGET") == "tiny"
 
+# %% [markdown]
+# ## The networks
+#
+# A factory `networks(spec, config)` returns a fresh (encoder, decoder) pair for the data's `spec` (its image
+# shape and likelihood) and the run's `config` (its latent size). Name the layers: checkpoints match weights
+# by their Keras paths, which Keras otherwise numbers per process.
+
+
+# %%
 def conv_networks(spec, config):
     """A conv encoder and a transposed-conv decoder for images of ``spec.image_shape`` (height and width
     divisible by 4), with ``config.latent_dim`` latent units."""
     height, width, channels = with_channels(spec.image_shape)
-    # (named layers: checkpoints match weights by their Keras paths, which Keras otherwise numbers per process)
     encoder = keras.Sequential([
         keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv_1"),
         keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu", name="conv_2"),
@@ -48,13 +66,22 @@ def conv_networks(spec, config):
     return encoder, decoder
 
 
+# %% [markdown]
+# ## Training, scoring, exporting
+#
+# `train(config, networks=...)` gives your networks everything vampkeras gives its own: the run records the
+# factory's name, and resuming the run (or loading the run folder) needs the same factory again. The
+# SavedModel holds the networks: it is scored without them (`vampkeras evaluate OUT-model` does the same).
+
+
+# %%
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description="The VampPrior with your own Keras encoder and decoder.")
     parser.add_argument("--dataset", default="mnist5k", help="a named dataset or your own images (as for train)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--components", type=int, default=100, help="pseudo-inputs K")
-    parser.add_argument("--max-examples", type=int, default=None)
-    parser.add_argument("--samples", type=int, default=1000, help="importance samples per test image")
+    parser.add_argument("--epochs", type=int, default=2 if TINY else 10)
+    parser.add_argument("--components", type=int, default=10 if TINY else 100, help="pseudo-inputs K")
+    parser.add_argument("--max-examples", type=int, default=300 if TINY else None)
+    parser.add_argument("--samples", type=int, default=16 if TINY else 1000, help="importance samples per test image")
     parser.add_argument("--out", default="runs/custom-networks", help="run folder (the SavedModel goes to OUT-model)")
     args = parser.parse_args(argv)
 
@@ -62,7 +89,6 @@ def main(argv=None) -> dict:
                        latent_dim=16, epochs=args.epochs, warmup=max(1, args.epochs // 2), patience=10,
                        max_examples=args.max_examples, run_dir=args.out, export_dir=args.out + "-model")
     result = train(config, networks=conv_networks, verbose=0)
-    # the SavedModel holds the networks: it is scored without them (vampkeras evaluate OUT-model does the same)
     summary, _ = evaluate(result.export_dir, num_samples=args.samples, max_examples=args.max_examples)
     report = {"run": str(result.run_dir), "saved_model": str(result.export_dir), "epochs": result.epochs_trained,
               "best_val_loss": result.best_val_loss, "test_log_likelihood": summary["log_likelihood"],
@@ -71,5 +97,7 @@ def main(argv=None) -> dict:
     return report
 
 
+# %%
 if __name__ == "__main__":
-    main()
+    # (in a notebook the kernel's own arguments are not ours: the defaults)
+    main([] if "ipykernel" in sys.modules else None)
