@@ -17,7 +17,11 @@ checking every shape, with a warning; the next save writes the named layout.
 
 Files are written atomically (a temporary sibling, flushed and fsynced, renamed over the target, then the
 folder fsynced so that the rename survives a power cut) with the permissions ``open()`` would give (0644
-under a 022 umask). The last N epoch checkpoints are kept. On resume, one that cannot be read back whole is
+under a 022 umask). Every output file of vampkeras is written this way (:func:`atomic_write_bytes`), and
+checked before the work that produces it (:func:`check_writable_file`, :func:`check_writable_folder`,
+:func:`check_path_name`): outputs are regular files, ``/dev/stdout``, ``/dev/stderr`` and ``/dev/null`` are
+written as streams and never replaced, other special files (FIFOs, devices, sockets) are refused, and a killed
+writer's temporary is removed by the next write of its file. The last N epoch checkpoints are kept. On resume, one that cannot be read back whole is
 skipped with a warning in favour of the previous one; one that is whole but does not match the model is an
 error (an older one would hide the mismatch).
 """
