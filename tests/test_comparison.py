@@ -113,7 +113,8 @@ def _fake_cell(comparison: ComparisonConfig, cell, val_losses, log_likelihoods):
               "evaluation": {"log_likelihood": float(values.mean()), "elbo": float(values.mean() - 5), "kl": 3.0,
                              "reconstruction": float(values.mean() - 2), "num_examples": len(values),
                              "num_samples": comparison.samples, "active_units": {"z1": 7}, "seconds": 1.5},
-              "surgery": {"average_kl": 2.0, "mutual_information": 1.25, "marginal_kl": 0.75},
+              "surgery": {"average_kl": 2.0, "mutual_information": 1.25, "marginal_kl": 0.75,
+                          "mutual_information_bound": float(np.log(len(values)))},
               "training": {"epochs": len(val_losses), "best_epoch": best + 1, "best_val_loss": val_losses[best],
                            "seconds": 2.0 * len(val_losses)}}
     (run.path / SCORE_FILE).write_text(json.dumps(record))
@@ -158,6 +159,7 @@ def test_collect_keeps_the_learning_rate_with_the_lower_mean_validation_loss(tmp
     markdown = paths[2].read_text()
     assert "| VAE | standard | 5e-4 * |" in markdown and "| VAE | standard | 1e-4 |" in markdown
     assert pair["sentence"] in markdown
+    assert f"cannot exceed log N = {np.log(40):.2f}" in markdown          # 40 test images
     from vampkeras.comparison import page
     html = page.render(comparison, summary)
     import html as html_module

@@ -48,7 +48,7 @@ def _cell_row(comparison: ComparisonConfig, cell) -> dict:
            "best_val_loss": training["best_val_loss"], "train_seconds": training["seconds"],
            "score_seconds": evaluation["seconds"],
            "average_kl_prior_latent": surgery["average_kl"], "mutual_information": surgery["mutual_information"],
-           "marginal_kl": surgery["marginal_kl"]}
+           "marginal_kl": surgery["marginal_kl"], "mutual_information_bound": surgery.get("mutual_information_bound")}
     if cell.model != "vae":
         # the HVAE's KL term is KL(q(z2|x) ‖ p(z2)) + E KL(q(z1|x,z2) ‖ p(z1|z2)): the prior is on z2, which the
         # surgery splits; z1's conditional KL is the rest (a difference of two Monte-Carlo estimates)
@@ -149,6 +149,13 @@ def markdown(summary: dict) -> str:
             f"{_mean_std(group['marginal_kl'])} | {_mean_std(group['best_val_loss'])} | "
             f"{_mean_std(group['epochs'], 0)} ({_mean_std(group['best_epoch'], 0)}) | "
             f"{'' if reported is None else reported['value']} |")
+    bounds = {row["mutual_information_bound"] for row in summary["cells"] if row.get("mutual_information_bound")}
+    if bounds:
+        # the estimate of I(x; z) over N test images cannot exceed log N: near it, the posteriors of different
+        # images barely overlap, and the estimate says more about N than about the model
+        lines += ["", f"I(x; z) is estimated over the N scored test images and cannot exceed log N = "
+                      f"{min(bounds):.2f}; where it is close to that bound, the posteriors of different images barely "
+                      "overlap, and the split says more about N than about the model."]
     lines += ["", "## Paired differences (A − B, per image, at each prior's kept learning rate)", "",
               "| model | A | B | mean difference (nats) | 95% CI | seeds with A better |", "|---|---|---|---|---|---|"]
     for pair in summary["pairs"]:
