@@ -26,55 +26,15 @@ import numpy as np
 
 from vampkeras import shapes
 from vampkeras.data import sources
+from vampkeras.data.dataset import (EVAL_BINARIZATION_SEED, SPLIT_SEED, Dataset, DatasetSpec, binarize,  # noqa: F401
+                                    cache_dir, check_values, content_digest, content_sha256, data_record,
+                                    default_data_dir, input_type)
 from vampkeras.data.download import RemoteFile, ensure_file, verified_content
 from vampkeras.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-EVAL_BINARIZATION_SEED = 1234     # fixed: validation/test binarization must not depend on the run
-SPLIT_SEED = 2017                 # fixed shuffles/splits (mnist5k, Frey Faces, rebuilt Omniglot)
 CACHE_VERSION = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """What a dataset is and the paper's defaults for it."""
-
-    name: str
-    image_shape: tuple[int, ...]        # (H, W) or (H, W, C), see vampkeras.shapes
-    input_type: str                     # "binary" | "grey" | "colour"
-    binarization: str                   # "dynamic" | "static" | "none"
-    likelihood: str                     # "bernoulli" | "discretized_logistic"
-    pseudo_init_mean: float
-    pseudo_init_std: float
-    num_components: int
-    split_sizes: tuple[int, int, int]   # train, validation, test
-    source: str
-
-    @property
-    def num_pixels(self) -> int:
-        """D = H·W·C, the length of a flattened image."""
-        return shapes.num_values(self.image_shape)
-
-
-@dataclasses.dataclass
-class Dataset:
-    """Splits as (N, D) float32 in [0, 1], D = H·W·C; see the module docstring for binarization. ``record``
-    describes what was loaded (:func:`data_record`), for config.json."""
-
-    spec: DatasetSpec
-    train: np.ndarray
-    validation: np.ndarray
-    test: np.ndarray
-    record: dict | None = None
-
-    def split(self, name: str) -> np.ndarray:
-        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
-
-
-def input_type(likelihood: str, image_shape) -> str:
-    """What a dataset's images are, for `vampkeras datasets`: "binary", "grey" or "colour"."""
-    return "binary" if likelihood == "bernoulli" else "grey" if shapes.channels(image_shape) == 1 else "colour"
 
 
 def _spec(name, binarization, source, split_sizes, shape=(28, 28), likelihood="bernoulli", init=(0.05, 0.01),
@@ -162,16 +122,6 @@ def local_copy(data_dir: Path, file: str) -> Path | None:
     return next((data_dir / name for name in names if (data_dir / name).is_file()), None)
 
 
-def default_data_dir() -> Path:
-    """``$VAMPKERAS_DATA`` if set, else ``~/.vampkeras/data``."""
-    return Path(os.environ.get("VAMPKERAS_DATA") or Path.home() / ".vampkeras" / "data")
-
-
-def cache_dir() -> Path:
-    """Where rebuilt datasets are cached: ``$VAMPKERAS_CACHE`` or ``~/.cache/vampkeras``."""
-    return Path(os.environ.get("VAMPKERAS_CACHE") or Path.home() / ".cache" / "vampkeras")
-
-
 def _read_file(data_dir: Path, file: str, download: bool, parse: Callable):
     """``parse(path, content)`` of the FILES entry ``file``: its local copy (see :func:`local_copy`), else the
     downloaded file. A file with a recorded sha256 is read once and verified before ``parse`` sees its
@@ -199,11 +149,6 @@ def tfds_arrays(tfds_name: str, splits: tuple[str, ...], data_dir: Path) -> list
         logger.info("TFDS %s has the splits %s, not %s", tfds_name, sorted(arrays), splits)
         return None
     return [arrays[split] for split in splits]
-
-
-def binarize(images: np.ndarray, seed: int) -> np.ndarray:
-    """One fixed Bernoulli draw per pixel: x ~ Bernoulli(grey value)."""
-    return (np.random.default_rng(seed).uniform(size=images.shape) < images).astype(np.float32)
 
 
 def dynamic_splits(train, validation, test):
@@ -409,7 +354,6 @@ def _split_record(batches: list[np.ndarray]) -> dict:
     """:func:`data_record`'s entry for the CIFAR-10 split made of ``batches`` (uint8 rows), hashed a batch at a
     time: the count and the :func:`vampkeras.data.user_data.content_sha256` of the split's values, without
     building the whole split."""
-    from vampkeras.data.user_data import content_digest
     count = sum(len(batch) for batch in batches)
     digest = content_digest((count, shapes.num_values(sources.CIFAR10_SHAPE)))
     for batch in batches:
@@ -473,15 +417,6 @@ def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
-def check_values(splits, where: str) -> None:
-    """Every array finite and in [0, 1], else a :class:`DataError` that starts with ``where``."""
-    for values in splits:
-        if not np.all(np.isfinite(values)):
-            raise DataError(f"{where}: the images contain NaN or infinite values")
-        if values.size and (values.min() < 0.0 or values.max() > 1.0):
-            raise DataError(f"{where}: pixel values must lie in [0, 1], found [{values.min():g}, {values.max():g}]")
-
-
 def files_present(name: str, data_dir=None) -> bool:
     """Whether the dataset can be loaded without a download."""
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -537,19 +472,6 @@ def load_dataset(name: str, data_dir=None, max_examples: int | None = None, down
                                                            (dataset.train, dataset.validation, dataset.test))
     logger.info("loaded %s: %s", name, [len(s) for s in (dataset.train, dataset.validation, dataset.test)])
     return dataset
-
-
-def data_record(dataset: Dataset, splits: dict | None = None) -> dict:
-    """What a run trained on, for config.json: the source, the image shape, the modelling, and per split its
-    size and content hash (:func:`vampkeras.data.user_data.content_sha256`); ``splits``: those entries, made by
-    a loader that read less than the whole dataset (:class:`CutSplits`)."""
-    from vampkeras.data.user_data import content_sha256
-    spec = dataset.spec
-    return {"source": spec.name, "image_shape": list(spec.image_shape), "likelihood": spec.likelihood,
-            "binarization": spec.binarization,
-            "splits": splits or {name: {"count": len(values), "sha256": content_sha256(values)}
-                                 for name, values in (("train", dataset.train), ("validation", dataset.validation),
-                                                      ("test", dataset.test))}}
 
 
 def check_same_data(recorded: dict | None, dataset: Dataset, what: str) -> None:

@@ -44,7 +44,8 @@ import numpy as np
 
 from vampkeras import shapes
 from vampkeras.data import sources
-from vampkeras.data.registry import SPLIT_SEED
+from vampkeras.data.dataset import (EVAL_BINARIZATION_SEED, SPLIT_SEED, Dataset, DatasetSpec, check_values,
+                                    content_digest, content_sha256, data_record, default_data_dir, input_type)
 from vampkeras.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -525,7 +526,6 @@ def read_raw(source: DataSource, data_dir=None, download: bool = True,
     float32 values, see :func:`load`) are refused before they are decoded or inflated."""
     path = Path(source.location)
     if source.kind == "tfds":
-        from vampkeras.data.registry import default_data_dir
         return read_tfds(source.location, Path(data_dir) if data_dir is not None else default_data_dir(), download)
     if source.kind == "folder":
         planned = _plan_folder(path)
@@ -636,20 +636,6 @@ def _split_plan(raw: dict[str, np.ndarray], fractions) -> dict[str, tuple[str, n
     return plan
 
 
-def content_digest(shape):
-    """The sha256 that :func:`content_sha256` continues with an array's float32 values (C order): it starts from
-    the ``shape``. Feed it a split a block at a time to hash a split that is never whole in memory."""
-    import hashlib
-    return hashlib.sha256(repr(tuple(int(size) for size in shape)).encode())
-
-
-def content_sha256(values: np.ndarray) -> str:
-    """sha256 of a split's float32 values (C order) and its shape: what the model sees, bit for bit."""
-    digest = content_digest(values.shape)
-    digest.update(np.ascontiguousarray(values, dtype=np.float32).data)
-    return digest.hexdigest()
-
-
 def _finish_split(images: np.ndarray, index, convert, seed: int | None, keep: int | None, where: str):
     """One split as the model sees it, a block at a time: values from ``convert``, binarized once with ``seed``
     (None: not), checked; returns its first ``keep`` images (all for None) as (n, D) float32, the
@@ -657,7 +643,6 @@ def _finish_split(images: np.ndarray, index, convert, seed: int | None, keep: in
 
     Binarizing block by block draws the same numbers as :func:`vampkeras.data.registry.binarize` on the whole
     split: one generator, consumed in C order (tests/data/test_user_data.py compares the two)."""
-    from vampkeras.data.registry import check_values
 
     count = len(images) if index is None else len(index)
     width = math.prod(images.shape[1:])
@@ -690,7 +675,6 @@ def load(source: DataSource, data_dir=None, likelihood: str | None = None, binar
     every value is still read once, a block at a time, for the decisions, the pseudo-input statistics and the
     record (which describes the whole splits, as :func:`vampkeras.data.registry.data_record` does), but only
     the kept images are held as float32 values."""
-    from vampkeras.data.registry import EVAL_BINARIZATION_SEED, Dataset, DatasetSpec, data_record, input_type
 
     raw = read_raw(source, data_dir, download, max_examples)
     where = source.argument
