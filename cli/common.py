@@ -17,6 +17,10 @@ from click.shell_completion import CompletionItem
 
 from vampkeras.config import SEED_LIMIT
 
+__all__ = ["user_errors", "printable", "Progress", "PrintableFormatter", "DatasetParam", "DATASET", "CheckedPath",
+           "FOLDER", "OUTPUT_FILE", "OUTPUT_FOLDER", "FiniteFloat", "FINITE_FLOAT", "POSITIVE_FLOAT",
+           "SplitFractions", "SPLIT", "SEED", "writes_to_stdout", "load_tensorflow", "EXIT_USER_ERROR", "STDOUT"]
+
 EXIT_USER_ERROR = 2
 
 # TensorFlow's C++ log threshold (0 INFO, 1 WARNING, 2 ERROR, 3 FATAL) unless the user chose one or asked for

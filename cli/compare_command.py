@@ -11,6 +11,8 @@ from click.core import ParameterSource
 from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MODELS, PRIORS, SEED_LIMIT
 from vampkeras_cli.common import DATASET, user_errors
 
+__all__ = ["make_compare", "progress_line", "CommaList", "Seeds"]
+
 # train's options that compare sets itself (per cell or for the whole grid): not copied as train options
 OWN_OPTIONS = ("dataset", "model", "prior", "lr", "seed", "max_examples", "data_dir", "run_dir", "export_dir",
                "export_versioned", "overwrite", "resume", "restart", "quiet")
@@ -124,7 +126,7 @@ def make_compare(train: click.Command) -> click.Command:
                 restart, quiet, **options):
         """Train and score every (model, prior, learning rate, seed) cell on one dataset and report whether the
         priors differ, by how much, and how sure that is: each cell an ordinary run folder in
-        OUT/<model>-<prior>-lr<lr>-seed<seed>; paired differences of per-image test log-likelihoods with 95%
+        `OUT/<model>-<prior>-lr<lr>-seed<seed>`; paired differences of per-image test log-likelihoods with 95%
         intervals over images and seeds; the KL term split into I(x; z) and KL(q(z) || p(z)). Re-running the
         same command continues where it stopped."""
         from vampkeras.comparison.api import build_comparison, compare as run_comparison

@@ -19,6 +19,8 @@ from vampkeras_cli.common import (DATASET, FINITE_FLOAT, FOLDER, OUTPUT_FILE, OU
 from vampkeras_cli.compare_command import make_compare
 from vampkeras_cli.model_commands import report, sample, score
 
+__all__ = ["main", "train", "evaluate", "datasets"]
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vampkeras")
 @click.option("-v", "--verbose", is_flag=True,

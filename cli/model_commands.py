@@ -9,6 +9,8 @@ from vampkeras.run_folder import REPORT_FILE
 from vampkeras_cli.common import (FOLDER, OUTPUT_FILE, SEED, Progress, load_tensorflow, printable, user_errors,
                                   writes_to_stdout)
 
+__all__ = ["sample", "score", "report"]
+
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, file_okay=False))

@@ -10,6 +10,8 @@ Importing this package is cheap; TensorFlow is loaded by the submodules that nee
 # package) and `vampkeras --version` prints it.
 __version__ = "0.2.0"
 
+__all__ = ["__version__", "compare"]
+
 
 def compare(*args, **kwargs) -> dict:
     """Train and score a grid of models × priors × learning rates × seeds on one dataset and return every

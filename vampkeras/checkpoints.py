@@ -44,6 +44,13 @@ import numpy as np
 
 from vampkeras.errors import VampkerasError
 
+__all__ = ["save", "load", "save_epoch", "restore_latest", "epoch_checkpoints", "atomic_write_bytes",
+           "atomic_write_text", "check_path_name", "check_writable_file", "check_writable_folder", "stream_name",
+           "process_alive", "remove_dead_temporaries", "remove_stale_temporaries", "CheckpointError",
+           "CheckpointUnreadable", "CheckpointMismatch", "CHECKPOINT_PATTERN", "BEST_WEIGHTS", "FORMAT_VERSION",
+           "FORMAT_KEY", "STATE_KEY", "POSITIONAL_KEY", "LISTED_NAMES", "FILE_MODE", "HOW_TO_CONTINUE", "NAME_MAX",
+           "PATH_MAX", "STREAMS"]
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{5,})\.npz$")

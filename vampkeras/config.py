@@ -14,6 +14,10 @@ from typing import Any
 
 from vampkeras.errors import ConfigError
 
+__all__ = ["RunConfig", "MODELS", "PRIORS", "PSEUDO_INITS", "NOISY_DATA_STD", "OPTIMIZERS", "INITS",
+           "GATED_NORMGRADS", "STRATEGIES", "LIKELIHOODS", "MAX_IMPORTANCE_SAMPLES", "MAX_SAMPLE_IMAGES",
+           "SEED_LIMIT", "MODEL_FIELDS"]
+
 MODELS = ("vae", "hvae", "convhvae", "pixelhvae")
 PRIORS = ("standard", "mog", "vampprior", "vampprior-data")
 PSEUDO_INITS = ("random", "data", "noisy-data")

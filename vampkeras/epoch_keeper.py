@@ -15,6 +15,8 @@ from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import HISTORY_COLUMNS, RunFolder
 from vampkeras.trained_model import TrainedModel
 
+__all__ = ["RunKeeper", "warmup_beta", "fresh_state", "model_figures"]
+
 
 def warmup_beta(epoch: int, warmup: int) -> float:
     """β for 1-based ``epoch``: min(1, epoch / warmup) (Bowman et al.; Sønderby et al.), 1 if no warm-up."""

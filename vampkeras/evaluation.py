@@ -17,6 +17,8 @@ from vampkeras.errors import DataError, VampkerasError
 from vampkeras.run_folder import RunFolder
 from vampkeras.trained_model import TrainedModel
 
+__all__ = ["evaluate", "score", "active_units", "check_images", "bits_per_dim", "TRAIN_SCORING_BINARIZATION_SEED"]
+
 # The seed of the binarization of a dynamically binarized training split when it is scored (validation and
 # test are binarized once, by the dataset's loader).
 TRAIN_SCORING_BINARIZATION_SEED = 0

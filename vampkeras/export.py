@@ -57,6 +57,11 @@ from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES, RunConfi
 from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import CONFIG_FILE
 
+__all__ = ["export", "ExportModule", "resolve_saved_model", "is_saved_model", "verify_saved_model", "model_versions",
+           "exported_config", "interrupted_export", "check_export_location", "check_model_base", "check_writable",
+           "SIGNATURES", "OPTIONAL_SIGNATURES", "SERVING_NUM_SAMPLES", "LOG_PROB_SEED", "ELBO_SEED", "CONFIG_ASSET",
+           "FORMAT_VERSION"]
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1

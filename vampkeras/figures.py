@@ -17,6 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["write_run_figures", "write_model_figures", "model_images", "image_grid", "png_bytes", "save_png",
+           "generations_figure", "pseudo_inputs_figure", "reconstructions_figure", "component_generations_figure",
+           "log_likelihood_histogram", "training_curves", "active_units_figure", "tensorboard_images", "figure_sizes",
+           "HISTOGRAM", "ACTIVE_UNITS", "PADDING_VALUE"]
+
 logger = logging.getLogger(__name__)
 
 PADDING_VALUE = 0.5

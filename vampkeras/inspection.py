@@ -17,6 +17,8 @@ from vampkeras.data import sources
 from vampkeras.checkpoints import atomic_write_bytes, atomic_write_text, check_writable_file
 from vampkeras.errors import DataError, VampkerasError
 
+__all__ = ["sample_images", "score_file", "read_images", "NPZ_ARRAY_NAMES"]
+
 
 def sample_images(path, num_samples: int = 64, seed: int = 0, component: int | None = None,
                   out="samples.png", npy=None) -> list[Path]:

@@ -15,6 +15,8 @@ from vampkeras.checkpoints import atomic_write_text, check_writable_file
 from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import RunFolder
 
+__all__ = ["write_report", "NATS_METRICS"]
+
 logger = logging.getLogger(__name__)
 
 

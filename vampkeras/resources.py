@@ -32,6 +32,10 @@ from pathlib import Path
 from vampkeras import shapes
 from vampkeras.errors import VampkerasError
 
+__all__ = ["check_training_memory", "model_estimate", "ModelEstimate", "MemoryLimit", "host_memory_limit",
+           "physical_memory", "cgroup_memory_limit", "gpu_memory_limit", "parameter_count", "training_data_bytes",
+           "describe_bytes"]
+
 logger = logging.getLogger(__name__)
 
 GIB = 2 ** 30

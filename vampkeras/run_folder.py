@@ -32,6 +32,10 @@ from pathlib import Path
 from vampkeras.config import RunConfig
 from vampkeras.errors import ConfigError, VampkerasError
 
+__all__ = ["RunFolder", "RunFolderLocked", "summary_json", "read_small_file", "describe_process", "CONFIG_FILE",
+           "CHECKPOINTS_DIR", "HISTORY_FILE", "LOGS_DIR", "FIGURES_DIR", "EVALUATION_FILE", "REPORT_FILE",
+           "LOCK_FILE", "HISTORY_COLUMNS", "RECORD_LIMIT", "LOCK_RECORD_LIMIT"]
+
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"

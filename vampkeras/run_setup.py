@@ -14,6 +14,8 @@ from vampkeras.config import MODEL_FIELDS, RunConfig
 from vampkeras.errors import ConfigError, VampkerasError
 from vampkeras.run_folder import CONFIG_FILE, RunFolder
 
+__all__ = ["prepare_config", "check_export_target", "move_old_run_aside"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -23,6 +23,8 @@ from vampkeras.config import RunConfig
 from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import CONFIG_FILE, RunFolder
 
+__all__ = ["TrainedModel", "IMAGES", "SAVED_FUNCTIONS", "OPTIONAL_SAVED_FUNCTIONS"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -28,6 +28,8 @@ from vampkeras.run_folder import CONFIG_FILE, RunFolder
 from vampkeras.run_setup import check_export_target, move_old_run_aside, prepare_config
 from vampkeras.trained_model import TrainedModel
 
+__all__ = ["train", "TrainResult", "steps_per_execution"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -28,6 +28,9 @@ from typing import Callable
 
 from vampkeras.errors import DataError
 
+__all__ = ["RemoteFile", "ensure_file", "download_file", "verified_content", "content_sha256", "allow_unverified",
+           "MIRROR_ENV", "ALLOW_UNVERIFIED_ENV"]
+
 logger = logging.getLogger(__name__)
 
 MIRROR_ENV = "VAMPKERAS_MIRROR"

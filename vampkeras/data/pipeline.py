@@ -7,6 +7,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+__all__ = ["training_batches", "evaluation_batches"]
+
 # Fixed parallelism instead of tf.data's AUTOTUNE: with autotuning on, deleting an iterator waits for the
 # autotuner's next wake-up (its interval doubles from the iterator's creation), which doubled the time of a
 # short epoch in about half the runs of benchmarks/epoch.py (numbers in benchmarks/README.md). The per-batch

@@ -32,6 +32,11 @@ from vampkeras.data.dataset import (EVAL_BINARIZATION_SEED, SPLIT_SEED, Dataset,
 from vampkeras.data.download import RemoteFile, ensure_file, verified_content
 from vampkeras.errors import DataError
 
+__all__ = ["DATASETS", "Dataset", "DatasetSpec", "CutSplits", "load_dataset", "load_for_run", "spec_for",
+           "dataset_names", "default_data_dir", "cache_dir", "files_present", "local_copy", "data_record",
+           "check_same_data", "check_values", "binarize", "dynamic_splits", "input_type", "mnist5k_pixels",
+           "cifar10_values", "tfds_arrays", "FILES", "LOADERS", "SPLIT_SEED", "EVAL_BINARIZATION_SEED"]
+
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1

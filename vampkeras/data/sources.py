@@ -28,6 +28,9 @@ import numpy as np
 
 from vampkeras.errors import DataError
 
+__all__ = ["read_image", "read_idx_images", "read_amat", "load_mat", "check_mat", "mat_array", "load_pickle",
+           "unpickle_arrays", "read_cifar10", "area_resize", "open_regular", "read_bytes", "IMAGE_FORMATS"]
+
 GZIP_MAGIC = b"\x1f\x8b"
 BLOCK = 1 << 20
 IDX_IMAGES_MAGIC = 2051

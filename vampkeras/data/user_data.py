@@ -48,6 +48,10 @@ from vampkeras.data.dataset import (EVAL_BINARIZATION_SEED, SPLIT_SEED, Dataset,
                                     content_digest, content_sha256, data_record, default_data_dir, input_type)
 from vampkeras.errors import DataError
 
+__all__ = ["DataSource", "load", "parse_source", "is_user_source", "offline", "read_raw", "read_tfds", "tfds_folder",
+           "choose_modelling", "TFDS_PREFIX", "BINARIZATIONS", "DEFAULT_SPLIT", "DEFAULT_COMPONENTS", "OFFLINE_ENV",
+           "IMAGE_SUFFIXES", "SPLIT_NAMES"]
+
 logger = logging.getLogger(__name__)
 
 TFDS_PREFIX = "tfds:"
