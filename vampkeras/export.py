@@ -53,6 +53,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from vampkeras.checkpoints import process_alive
 from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES, RunConfig
 from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import CONFIG_FILE
@@ -357,20 +358,6 @@ def _leftovers(directory: Path, kind: str) -> list[tuple[Path, int]]:
     if kind == "tmp":
         return [(path, pid) for (pid, _), path in staging.items()]
     return [(path, pid) for (found, pid, token), path in named.items() if found == "old" and (pid, token) in staging]
-
-
-def _process_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:         # another user's process
-        return True
-    return True
 
 
 def interrupted_export(directory) -> Path | None:
@@ -766,7 +753,7 @@ def _clear_leftovers(directory: Path) -> None:
         for path, _ in _leftovers(directory, "old"):
             shutil.rmtree(path, ignore_errors=True)
     for path, pid in _leftovers(directory, "tmp"):
-        if not _process_alive(pid):         # (a live process may be exporting there right now)
+        if not process_alive(pid):         # (a live process may be exporting there right now)
             _remove_staging(path)
 
 
@@ -816,7 +803,7 @@ def _export_version(model, config_json: str, base: Path) -> Path:
     check_model_base(base)
     base.mkdir(parents=True, exist_ok=True)
     for path, pid in _leftovers(base / "version", "tmp"):
-        if not _process_alive(pid):
+        if not process_alive(pid):
             _remove_staging(path)
     staging, target = _stage(model, config_json, base, "version")
     try:

@@ -84,7 +84,7 @@ def read_images(input_path, image_shape) -> tuple[np.ndarray, list[str]]:
             raise DataError(f"no images in {input_path}: the folder holds no .png files")
         return np.stack([_read_png(file, image_shape) for file in files]), [f.name for f in files]
     try:
-        with open(input_path, "rb") as stream:
+        with sources.open_regular(input_path) as stream:        # (a FIFO or a device would never end)
             start = stream.read(len(_PNG_SIGNATURE))
             if start.startswith(np.lib.format.MAGIC_PREFIX):
                 stream.seek(0)
