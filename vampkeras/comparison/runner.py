@@ -222,7 +222,9 @@ def _run_cells(comparison: ComparisonConfig, progress) -> None:
     cells = comparison.cells()
     pending = [cell for cell in cells if not _is_scored(comparison, cell)]
     finished = len(cells) - len(pending)
-    threads = max(1, available_cores() // comparison.jobs)
+    # the cores split between the cells that can run at once; fixed for the grid (not for what is left of it), so
+    # that a cell resumed after a kill computes with the threads it started with
+    threads = max(1, available_cores() // min(comparison.jobs, len(cells)))
     started = time.perf_counter()
     running: list[_Worker] = []
     measured: dict[str, float] = {}         # seconds per epoch, by model
