@@ -190,3 +190,27 @@ def test_the_hvae_has_its_z1_conditional_kl_as_its_own_number(tmp_path):
     assert row["conditional_kl_z1"] == pytest.approx(1.0) and summary["pairs"] == []
     (group,) = summary["groups"]
     assert group["conditional_kl_z1"] == {"mean": 1.0, "std": None, "values": [1.0]}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda v: v.update(seeds=["0"]), "'seeds' must be a list of int"),
+    (lambda v: v.update(models="vae"), "'models' must be a list of str"),
+    (lambda v: v.update(samples=True), "'samples' must be int"),
+    (lambda v: v["train_options"].update(epochs="many"), "'epochs' must be int"),
+    (lambda v: v.update(colour=1), "unknown configuration keys: colour"),
+    (lambda v: v.pop("priors"), "no priors"),
+    (lambda v: v.update(protocol="long"), "unknown --protocol"),
+])
+def test_a_hand_edited_comparison_config_is_one_config_error(tmp_path, edit, message):
+    from vampkeras.comparison.worker import read_comparison_config
+
+    comparison = build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], 2, tmp_path,
+                                  train_options={"epochs": 2})
+    values = json.loads(comparison.to_json())
+    edit(values)
+    (tmp_path / grid.CONFIG_FILE).write_text(json.dumps(values))
+    with pytest.raises(ConfigError, match=message):
+        read_comparison_config(tmp_path)
+    (tmp_path / grid.CONFIG_FILE).write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="not a JSON object"):
+        read_comparison_config(tmp_path)

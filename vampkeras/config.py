@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+import types
 import typing
 import uuid
 from pathlib import Path
@@ -54,6 +55,46 @@ def _is_instance(value: Any, kind: type) -> bool:
     if kind is float:
         return isinstance(value, (int, float))
     return isinstance(value, kind)
+
+
+def _fits(value: Any, hint) -> bool:
+    """Whether a JSON value fits a field's type hint: ``X | None``, ``list[X]``, ``dict[...]`` or a plain type."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, argument) for argument in arguments)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(item, arguments[0]) for item in value) if arguments \
+            else isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    if hint is Any:
+        return True
+    return _is_instance(value, hint)
+
+
+def _type_name(hint) -> str:
+    arguments = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(argument) for argument in arguments)
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is list:
+        return f"a list of {_type_name(arguments[0])}" if arguments else "a list"
+    return getattr(hint, "__name__", str(hint))
+
+
+def checked_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a saved dataclass's JSON object) checked against the dataclass ``cls``: no unknown key, every
+    value of its field's type (a hand-edited or foreign file is one :class:`ConfigError`, never a traceback)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if not _fits(value, hints[name]):
+            raise ConfigError(f"the configuration's {name!r} must be {_type_name(hints[name])}, not {value!r}")
+    return values
 
 
 @dataclasses.dataclass
@@ -242,17 +283,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        hints = typing.get_type_hints(cls)
-        for name, value in values.items():
-            allowed = typing.get_args(hints[name]) or (hints[name],)     # `int | None` -> (int, NoneType)
-            if not any(_is_instance(value, kind) for kind in allowed):
-                names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed)
-                raise ConfigError(f"the configuration's {name!r} must be {names}, not {value!r}")
-        return cls(**values)
+        return cls(**checked_fields(cls, values))
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vampkeras.config import MODEL_FIELDS, MODELS, PRIORS, RunConfig
+from vampkeras.config import MODEL_FIELDS, MODELS, PRIORS, RunConfig, checked_fields
 from vampkeras.errors import ConfigError
 
 __all__ = ["ComparisonConfig", "Cell", "cell_name", "format_lr", "adoption_differences", "PROTOCOLS",
@@ -142,6 +142,7 @@ class ComparisonConfig:
         known = {field.name for field in dataclasses.fields(RunConfig)}
         unknown = sorted(set(self.train_options) - known)
         need(not unknown, f"unknown train option(s): {', '.join(unknown)}")
+        checked_fields(RunConfig, self.train_options)          # (from a saved comparison: of the right types)
         need(str(self.out) != "", "--out needs a folder")
         for cell in self.cells():
             self.run_config(cell).validate()
@@ -156,11 +157,19 @@ class ComparisonConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ComparisonConfig":
+        """A saved comparison, checked: unknown keys, values of the wrong type and out-of-range options are one
+        :class:`ConfigError` (a comparison folder from elsewhere is not trusted)."""
         try:
             values = json.loads(text)
-            return cls(**values)
-        except (json.JSONDecodeError, TypeError) as error:
+        except json.JSONDecodeError as error:
             raise ConfigError(f"not a comparison configuration ({error})") from None
+        if not isinstance(values, dict):
+            raise ConfigError("not a comparison configuration (not a JSON object)")
+        missing = sorted({f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                          and f.default_factory is dataclasses.MISSING} - set(values))
+        if missing:
+            raise ConfigError(f"not a comparison configuration (no {', '.join(missing)})")
+        return cls(**checked_fields(cls, values)).validate()
 
     def differences(self, other: "ComparisonConfig") -> list[str]:
         """The fields (but for how it runs: ``jobs``, ``data_dir``, ``out``) in which ``other`` differs."""
