@@ -214,3 +214,24 @@ def test_a_hand_edited_comparison_config_is_one_config_error(tmp_path, edit, mes
     (tmp_path / grid.CONFIG_FILE).write_text("[1, 2]")
     with pytest.raises(ConfigError, match="not a JSON object"):
         read_comparison_config(tmp_path)
+
+
+def test_a_damaged_or_foreign_score_record_is_not_taken_for_a_score(tmp_path):
+    from vampkeras.comparison.worker import read_per_image, read_score
+
+    comparison = build_comparison("mnist5k", ["vae"], ["standard"], [0], tmp_path, samples=3)
+    (cell,) = comparison.cells()
+    _fake_cell(comparison, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
+    run = RunFolder(tmp_path / cell.name)
+    assert read_score(run)["evaluation"]["log_likelihood"] == pytest.approx(-85.0)
+    record = json.loads((run.path / SCORE_FILE).read_text())
+    for damage in ("{", "[]", json.dumps({**record, "surgery": {}}),
+                   json.dumps({**record, "evaluation": {**record["evaluation"], "elbo": "high"}})):
+        (run.path / SCORE_FILE).write_text(damage)
+        assert read_score(run) is None                   # the cell is scored again, nothing raises
+    (run.path / PER_IMAGE_FILE).write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(VampkerasError, match="cannot read the cell's per-image values"):
+        read_per_image(run)
+    np.savez(run.path / PER_IMAGE_FILE, log_likelihood=np.array([1.0, np.nan]), elbo=np.zeros(2), kl=np.zeros(2))
+    with pytest.raises(VampkerasError, match="finite per-image values"):
+        read_per_image(run)

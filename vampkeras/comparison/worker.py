@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -51,19 +52,46 @@ def read_comparison_config(folder) -> ComparisonConfig:
         raise VampkerasError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
+# what a score record must hold to be read as one (anything else, e.g. a damaged or foreign file: not scored)
+SCORE_NUMBERS = {"evaluation": ("log_likelihood", "elbo", "kl", "reconstruction", "num_examples", "num_samples",
+                                "seconds"),
+                 "surgery": ("average_kl", "mutual_information", "marginal_kl"),
+                 "training": ("epochs", "best_epoch", "best_val_loss", "seconds")}
+PER_IMAGE_LIMIT = 1 << 26       # bytes: three float64 values per test image, far beyond any test set
+
+
 def read_score(run: RunFolder) -> dict | None:
-    """A cell's score record, or None where the cell is not scored (or its record is damaged)."""
+    """A cell's score record, or None where the cell is not scored, or its record is damaged or not one (then
+    the cell is scored again)."""
+    from vampkeras.run_folder import RECORD_LIMIT, read_small_file
     try:
-        record = json.loads((run.path / SCORE_FILE).read_text())
+        record = json.loads(read_small_file(run.path / SCORE_FILE, RECORD_LIMIT))
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not all(
+            isinstance(record.get(part), dict) and all(isinstance(record[part].get(key), (int, float))
+                                                       and not isinstance(record[part].get(key), bool)
+                                                       for key in keys)
+            for part, keys in SCORE_NUMBERS.items()):
+        return None
+    return record
 
 
 def read_per_image(run: RunFolder) -> dict[str, np.ndarray]:
-    """The per-image arrays of a scored cell: ``log_likelihood``, ``elbo``, ``kl`` ((N,) float64)."""
-    with np.load(run.path / PER_IMAGE_FILE, allow_pickle=False) as arrays:
-        return {name: np.asarray(arrays[name], dtype=np.float64) for name in arrays.files}
+    """The per-image arrays of a scored cell: ``log_likelihood``, ``elbo``, ``kl`` ((N,) float64); a missing,
+    oversized or damaged file is a :class:`VampkerasError` naming it."""
+    from vampkeras.run_folder import read_small_file
+    path = run.path / PER_IMAGE_FILE
+    try:
+        with np.load(io.BytesIO(read_small_file(path, PER_IMAGE_LIMIT)), allow_pickle=False) as arrays:
+            values = {name: np.asarray(arrays[name], dtype=np.float64) for name in ("log_likelihood", "elbo", "kl")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise VampkerasError(f"cannot read the cell's per-image values {path} ({error}); delete "
+                             f"{run.path / SCORE_FILE} to score the cell again") from None
+    if any(array.ndim != 1 or not np.isfinite(array).all() for array in values.values()):
+        raise VampkerasError(f"{path} does not hold finite per-image values; delete {run.path / SCORE_FILE} to "
+                             "score the cell again")
+    return values
 
 
 def _emit(**message) -> None:
