@@ -124,14 +124,7 @@ def _read_npy(stream, size: int, where: str, image_shape) -> np.ndarray:
     (shape and dtype) is checked before its data are read: nothing is unpickled, and a wrong shape or a
     truncated file is refused without reading the data."""
     try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:                   # format 3.0 exists for records with non-Latin-1 field names only: no images
-            raise DataError(f"{where} is a .npy file of format {version[0]}.{version[1]}; arrays of numbers are "
-                            "format 1.0 or 2.0")
+        shape, _, dtype = sources.read_npy_header(stream, where)
         if dtype.kind not in "biuf":
             raise DataError(f"{where} holds {_NOT_NUMBERS.get(dtype.kind, 'values')} ({dtype}); images are real "
                             "numbers: bool, integers or floats")

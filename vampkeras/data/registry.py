@@ -241,10 +241,7 @@ def _read_omniglot_original(path, content) -> np.ndarray:
     against its member's before it is allocated)."""
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive, archive.open("images.npy") as member:
-            version = np.lib.format.read_magic(member)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, _, dtype = reader(member)
+            shape, _, dtype = sources.read_npy_header(member, f"{path} (images.npy)")
             declared, held = math.prod(shape) * dtype.itemsize, archive.getinfo("images.npy").file_size - member.tell()
         if declared != held:
             raise DataError(f"{path}: its images declare shape {shape} ({declared} bytes) and hold {held} bytes")

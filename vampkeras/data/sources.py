@@ -21,6 +21,7 @@ import pickle
 import stat
 import struct
 import tarfile
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from vampkeras.errors import DataError
 
-__all__ = ["read_image", "read_idx_images", "read_amat", "load_mat", "check_mat", "mat_array", "load_pickle",
+__all__ = ["read_image", "read_npy_header", "read_idx_images", "read_amat", "load_mat", "check_mat", "mat_array", "load_pickle",
            "unpickle_arrays", "read_cifar10", "area_resize", "open_regular", "read_bytes", "IMAGE_FORMATS"]
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -63,6 +64,27 @@ def open_regular(path):
     except BaseException:
         os.close(descriptor)
         raise
+
+
+def read_npy_header(stream, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The (shape, Fortran order, dtype) a .npy header in ``stream`` declares, the stream left at the first byte
+    of the data, none of which is read: what every reader of .npy data checks before it allocates anything.
+    Formats 1.0 and 2.0 (3.0 exists for records with non-Latin-1 field names only: never images); a header that
+    is not one is a :class:`DataError` naming ``where``."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise DataError(f"{where} is a .npy array of format {version[0]}.{version[1]}; arrays of numbers are "
+                            "format 1.0 or 2.0")
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
+        raise DataError(f"cannot read {where} as a .npy array ({error})") from None
+    return tuple(int(size) for size in shape), bool(fortran), dtype
 
 
 def _read_limited(stream, limit: int, path, what: str) -> bytearray:

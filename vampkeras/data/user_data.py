@@ -259,24 +259,11 @@ def _read_array(array: np.ndarray, where: str) -> np.ndarray:
 
 
 def _npy_header(stream, where: str) -> tuple[tuple, bool, np.dtype]:
-    """The (shape, Fortran order, dtype) a .npy header declares, checked to describe images; the stream is left
-    at the first byte of the data, none of which is read."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:               # format 3.0 exists for records with non-Latin-1 field names only: no images
-            raise DataError(f"{where} is a .npy array of format {version[0]}.{version[1]}; arrays of numbers are "
-                            "format 1.0 or 2.0")
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:
-        raise DataError(f"cannot read {where} as a .npy array of numbers ({error})") from None
-    shape = tuple(int(size) for size in shape)
+    """The (shape, Fortran order, dtype) a .npy header declares (:func:`vampkeras.data.sources.read_npy_header`),
+    checked to describe images; the stream is left at the first byte of the data, none of which is read."""
+    shape, fortran, dtype = sources.read_npy_header(stream, where)
     _check_images_array(shape, dtype, where)
-    return shape, bool(fortran), dtype
+    return shape, fortran, dtype
 
 
 def _check_data_size(where: str, shape: tuple, dtype: np.dtype, present: int) -> None:
