@@ -62,7 +62,7 @@ case "$STAGE" in
   all)
     mkdir -p "$OUT"
     "$VAMPKERAS" compare --dataset "$DATASET" --data-dir "$DATA_DIR" --model "$MODELS" --prior "$PRIORS" \
-      --seeds "$SEEDS" --lr "$LRS" --protocol "$PROTOCOL" --samples "$SAMPLES" --jobs "$JOBS" "${OVERRIDES[@]}" \
+      --seeds "$SEEDS" --lr "$LRS" --protocol "$PROTOCOL" --samples "$SAMPLES" --jobs "$JOBS" ${OVERRIDES[@]+"${OVERRIDES[@]}"} \
       --out "$COMPARISON" --quiet ;;
   publish)
     [ -f "$COMPARISON/comparison.json" ] || { echo "no finished comparison in $COMPARISON" >&2; exit 2; }

@@ -8,14 +8,15 @@ import copy
 import click
 from click.core import ParameterSource
 
+from vampkeras.comparison.grid import COMPARISON_OWNED_FIELDS
 from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MODELS, PRIORS, SEED_LIMIT
 from vampkeras_cli.common import DATASET, user_errors
 
 __all__ = ["make_compare", "progress_line", "CommaList", "Seeds"]
 
-# train's options that compare sets itself (per cell or for the whole grid): not copied as train options
-OWN_OPTIONS = ("dataset", "model", "prior", "lr", "seed", "max_examples", "data_dir", "run_dir", "export_dir",
-               "export_versioned", "overwrite", "resume", "restart", "quiet")
+# train's options that compare sets itself (per cell or for the whole grid), and --quiet, which compare has of
+# its own: not copied as train options
+OWN_OPTIONS = COMPARISON_OWNED_FIELDS + ("quiet",)
 
 
 class CommaList(click.ParamType):

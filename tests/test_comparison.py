@@ -235,3 +235,51 @@ def test_a_damaged_or_foreign_score_record_is_not_taken_for_a_score(tmp_path):
     np.savez(run.path / PER_IMAGE_FILE, log_likelihood=np.array([1.0, np.nan]), elbo=np.zeros(2), kl=np.zeros(2))
     with pytest.raises(VampkerasError, match="finite per-image values"):
         read_per_image(run)
+
+
+def test_adoption_matches_none_only_for_what_the_dataset_resolves(tmp_path):
+    comparison = build_comparison("mnist5k", ["vae"], ["vampprior"], [0], tmp_path)
+    (cell,) = comparison.cells()
+    saved = comparison.run_config(cell).with_default_paths()
+    saved.num_components, saved.likelihood = 500, "bernoulli"        # resolved by the run: adopted
+    assert grid.adoption_differences(saved, comparison.run_config(cell)) == []
+    saved.max_examples = 500                                         # a run on a subset is not "all the data"
+    (difference,) = grid.adoption_differences(saved, comparison.run_config(cell))
+    assert difference.startswith("max_examples: the folder's run has 500, the comparison asks for None")
+
+
+def test_a_moved_comparison_continues_where_it_is_now(tmp_path):
+    from vampkeras.comparison.runner import run_grid
+    from vampkeras.comparison.worker import read_comparison_config
+
+    first = build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], [0], tmp_path / "A", samples=3, jobs=1)
+    for cell in first.cells():
+        _fake_cell(first, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
+    run_grid(first)                                    # every cell scored: nothing to run, the grid saved
+    (tmp_path / "A").rename(tmp_path / "B")
+    moved = build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], [0], tmp_path / "B", samples=3, jobs=2)
+    run_grid(moved)
+    saved = read_comparison_config(tmp_path / "B")
+    assert saved.out == str(tmp_path / "B") and saved.jobs == 2     # the cells' processes would read these
+    assert results.collect(moved)["cells"][0]["cell"] == "vae-standard-lr5e-4-seed0"
+
+
+def test_restart_never_moves_a_comparison_in_use(tmp_path, monkeypatch):
+    from vampkeras.comparison import runner
+    from vampkeras.comparison.runner import run_grid
+
+    comparison = build_comparison("mnist5k", ["vae"], ["standard"], [0], tmp_path / "C", samples=3)
+    (cell,) = comparison.cells()
+    _fake_cell(comparison, cell, [100.0], np.linspace(-90, -80, 10))
+    (tmp_path / "C" / grid.CONFIG_FILE).write_text(comparison.to_json())
+    holder = RunFolder(tmp_path / "C").lock()           # another comparison runs in C
+    try:
+        with pytest.raises(VampkerasError, match="in use by another process"):
+            run_grid(comparison, restart=True)
+    finally:
+        holder.unlock()
+    assert (tmp_path / "C" / cell.name / SCORE_FILE).is_file() and not list(tmp_path.glob("C.restarted-*"))
+    monkeypatch.setattr(runner, "_run_cells", lambda *args: None)      # (the new comparison's cells: not here)
+    run_grid(comparison, restart=True)                    # once it is free: moved aside, nothing deleted
+    (aside,) = tmp_path.glob("C.restarted-*")
+    assert (aside / cell.name / SCORE_FILE).is_file()

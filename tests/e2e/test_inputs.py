@@ -244,7 +244,7 @@ def test_sample_refuses_an_unwritable_output_before_loading(tmp_path, option):
     for _, path in output_cases(tmp_path):
         other = ["--npy", tmp_path / "s.npy"] if option == "--out" else ["--out", tmp_path / "s.png"]
         result = invoke("sample", tmp_path / "nomodel", option, path, *other)
-        assert_user_error(result, f"cannot write {option} {path}")
+        assert_user_error(result, f"Invalid value for '{option}': cannot write the file {path}")
         assert not (tmp_path / "s.npy").exists() and not (tmp_path / "s.png").exists()
     result = invoke("sample", tmp_path / "nomodel", option, tmp_path)     # an existing folder
     assert_user_error(result, str(tmp_path))
@@ -255,7 +255,7 @@ def test_score_refuses_an_unwritable_output_before_loading(tmp_path):
     np.save(tmp_path / "in.npy", binary_images())
     for _, path in output_cases(tmp_path):
         assert_user_error(invoke("score", tmp_path / "nomodel", tmp_path / "in.npy", "--out", path),
-                          f"cannot write --out {path}")
+                          f"Invalid value for '--out': cannot write the file {path}")
     assert_user_error(invoke("score", tmp_path / "nomodel", tmp_path / "in.npy", "--out", tmp_path), str(tmp_path))
     before = (tmp_path / "in.npy").read_bytes()
     assert_user_error(invoke("score", tmp_path / "nomodel", tmp_path / "in.npy", "--out", tmp_path / "in.npy"),

@@ -39,6 +39,8 @@ PROTOCOLS = {
 RESERVED_TRAIN_OPTIONS = ("run_dir", "export_dir", "seed", "resume", "restart", "export_versioned", "overwrite")
 # The fields a comparison sets per cell (and so not a train option of it either).
 CELL_FIELDS = ("dataset", "model", "prior", "lr", "seed", "data_dir", "run_dir", "export_dir")
+# Every RunConfig field a comparison decides itself: none is a train option of it.
+COMPARISON_OWNED_FIELDS = RESERVED_TRAIN_OPTIONS + CELL_FIELDS + ("max_examples",)
 # Fields of an adopted run that must agree with the cell's: what the model is and how long it trains.
 ADOPTION_FIELDS = MODEL_FIELDS + ("epochs", "patience")
 
@@ -136,7 +138,7 @@ class ComparisonConfig:
         need(self.samples >= 1, "--samples must be at least 1")
         need(self.max_examples is None or self.max_examples >= 1, "--max-examples must be at least 1")
         need(self.jobs >= 1, "--jobs must be at least 1")
-        reserved = sorted(set(self.train_options) & set(RESERVED_TRAIN_OPTIONS + CELL_FIELDS + ("max_examples",)))
+        reserved = sorted(set(self.train_options) & set(COMPARISON_OWNED_FIELDS))
         need(not reserved, f"the train option(s) {', '.join(reserved)} belong to compare itself: it names, seeds and "
                            "places every cell")
         known = {field.name for field in dataclasses.fields(RunConfig)}
@@ -188,9 +190,15 @@ class ComparisonConfig:
         return differences
 
 
+# Fields a new run resolves from its dataset when left None (RunConfig.resolve): a cell that leaves one None
+# matches whatever the saved run resolved it to. Elsewhere None means something (all the data, vampkeras' own
+# networks) and must match as it is.
+DATASET_DEFAULT_FIELDS = ("likelihood", "binarization", "num_components", "pseudo_init_mean", "pseudo_init_std")
+
+
 def adoption_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
-    """How a run found in a cell's folder differs from the run the cell asks for, field by field (a field the
-    cell leaves to the dataset's default, None, matches whatever the saved run resolved it to)."""
+    """How a run found in a cell's folder differs from the run the cell asks for, field by field."""
     return [f"{name}: the folder's run has {getattr(saved, name)!r}, the comparison asks for {getattr(wanted, name)!r}"
             for name in ADOPTION_FIELDS
-            if getattr(wanted, name) is not None and getattr(saved, name) != getattr(wanted, name)]
+            if not (name in DATASET_DEFAULT_FIELDS and getattr(wanted, name) is None)
+            and getattr(saved, name) != getattr(wanted, name)]

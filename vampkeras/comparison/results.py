@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from itertools import combinations
 from pathlib import Path
-
-import numpy as np
 
 from vampkeras.comparison import paper, statistics
 from vampkeras.comparison.grid import ComparisonConfig, format_lr
@@ -21,13 +18,13 @@ from vampkeras.comparison.worker import read_per_image, read_score
 from vampkeras.errors import VampkerasError
 from vampkeras.run_folder import RunFolder
 
-__all__ = ["collect", "write", "read", "markdown", "csv_text", "JSON_FILE", "CSV_FILE", "MARKDOWN_FILE",
+__all__ = ["collect", "write", "markdown", "csv_text", "JSON_FILE", "CSV_FILE", "MARKDOWN_FILE",
            "MODEL_NAMES", "SUMMARISED"]
 
 JSON_FILE = "comparison.json"
 CSV_FILE = "comparison.csv"
 MARKDOWN_FILE = "comparison.md"
-MODEL_NAMES = {"vae": "VAE", "hvae": "HVAE", "convhvae": "convHVAE", "pixelhvae": "PixelHVAE"}
+MODEL_NAMES = statistics.MODEL_NAMES
 # the per-cell numbers summarised over seeds
 SUMMARISED = ("log_likelihood", "bits_per_dim", "elbo", "kl", "best_val_loss", "epochs", "best_epoch",
               "train_seconds", "score_seconds", "mutual_information", "marginal_kl", "conditional_kl_z1")
@@ -190,8 +187,3 @@ def write(comparison: ComparisonConfig, summary: dict) -> list[Path]:
     for path, text in zip(paths, (summary_json(summary) + "\n", csv_text(summary), markdown(summary))):
         atomic_write_text(path, text)
     return paths
-
-
-def read(folder) -> dict:
-    """A comparison folder's ``comparison.json``."""
-    return json.loads((Path(folder) / JSON_FILE).read_text())

@@ -11,12 +11,12 @@ a cell's lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from vampkeras.comparison.grid import CONFIG_FILE, Cell, ComparisonConfig, adoption_differences
-from vampkeras.comparison.worker import SCORE_FILE, read_comparison_config, read_score
+from vampkeras.comparison.worker import PARENT_ENV, read_comparison_config, read_score
 from vampkeras.errors import ConfigError, VampkerasError
 from vampkeras.run_folder import RunFolder, RunFolderLocked
 
@@ -126,16 +126,6 @@ def _move_aside(out: Path) -> Path:
     return target
 
 
-def _die_with_parent() -> None:
-    """In a cell's process before it runs: be killed when the comparison's process dies (even by kill -9)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)         # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class _Worker:
     """A cell's process, its log and the progress it last reported."""
 
@@ -148,15 +138,17 @@ class _Worker:
         self.log = open(self.log_path, "ab")
         self.log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} compare starts this cell\n".encode())
         self.log.flush()
+        # (the worker itself asks to die with this process: see vampkeras.comparison.worker.die_with_parent)
         environment = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
-                           PYTHONUNBUFFERED="1")
+                           PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid())})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vampkeras.comparison.worker", str(out), cell.name], stdout=subprocess.PIPE,
-            stderr=self.log, stdin=subprocess.DEVNULL, env=environment, preexec_fn=_die_with_parent)
+            stderr=self.log, stdin=subprocess.DEVNULL, env=environment)
         self.phase, self.done, self.total, self.buffer = "starting", 0, 0, b""
         self.last_error = None
 
-    def read(self) -> None:
+    def read(self) -> bytes:
+        """Take what the cell's process printed; returns it (empty once the process closed its output)."""
         chunk = os.read(self.process.stdout.fileno(), 65536)
         self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
@@ -172,9 +164,9 @@ class _Worker:
     def progress(self) -> CellProgress:
         try:
             history = self.run.read_history() if self.run.history_path.is_file() else []
-        except VampkerasError:
+        except (VampkerasError, OSError, ValueError):      # (being rewritten, or damaged: the cell reports it)
             history = []
-        recent = [row["seconds"] for row in history[-5:]]
+        recent = [row["seconds"] for row in history[-5:] if isinstance(row.get("seconds"), (int, float))]
         return CellProgress(self.cell.name, self.phase, len(history), self.max_epochs,
                             sum(recent) / len(recent) if recent else None, self.done, self.total)
 
@@ -198,11 +190,24 @@ class _Worker:
 def run_grid(comparison: ComparisonConfig, restart: bool = False,
              progress: Callable[[GridProgress], None] | None = None) -> None:
     """Train and score every unfinished cell of ``comparison`` (validated), ``comparison.jobs`` at a time."""
+    from vampkeras.checkpoints import atomic_write_text
+
     out = Path(comparison.out)
     check_folder(comparison, restart)
     if restart:
-        moved = _move_aside(out)
+        with _locked(out):              # (never moves a comparison that another process is running)
+            moved = _move_aside(out)
         logger.warning("--restart: the earlier comparison is kept in %s", moved)
+    with _locked(out):
+        # written every time: the grid is the saved one (check_folder refused any other), but where the folder
+        # is now, the data folder and --jobs are this run's, and the cells' processes read them from here
+        atomic_write_text(out / CONFIG_FILE, comparison.to_json() + "\n")
+        _run_cells(comparison, progress)
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """The comparison folder's lock (the run folder's kind of lock, on ``out/.lock``), held while in the block."""
     folder = RunFolder(out)
     try:
         folder.lock()
@@ -210,10 +215,7 @@ def run_grid(comparison: ComparisonConfig, restart: bool = False,
         raise VampkerasError(f"the comparison {out} is in use by another process; wait for it to finish (or stop "
                              "it) before running it again") from None
     try:
-        from vampkeras.checkpoints import atomic_write_text
-        if not (out / CONFIG_FILE).exists():
-            atomic_write_text(out / CONFIG_FILE, comparison.to_json() + "\n")
-        _run_cells(comparison, progress)
+        yield folder
     finally:
         folder.unlock()
 

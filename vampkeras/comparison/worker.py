@@ -11,10 +11,11 @@ mistake or a hostile file is one line ``Error: ...`` on stderr and exit status 2
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
+import os
+import signal
 import sys
 import time
 import zipfile
@@ -36,6 +37,7 @@ __all__ = ["main", "run_cell", "score_cell", "surgery_of", "draw_prior_against_p
 PER_IMAGE_FILE = "comparison-per-image.npz"
 SCORE_FILE = "comparison-score.json"
 EXIT_USER_ERROR = 2
+PARENT_ENV = "VAMPKERAS_COMPARE_PARENT"        # the comparison's process id, which a cell's process dies with
 PRIOR_VS_POSTERIOR = "prior_vs_aggregated_posterior"      # a cell's figure (figures/<name>.png)
 SURGERY_SAMPLES = 8             # z samples per image for the ELBO surgery's Monte-Carlo estimates
 
@@ -43,9 +45,11 @@ logger = logging.getLogger(__name__)
 
 
 def read_comparison_config(folder) -> ComparisonConfig:
+    """The comparison saved in ``folder``, read bounded and never from a FIFO, checked (a ConfigError if not)."""
+    from vampkeras.run_folder import RECORD_LIMIT, read_small_file
     path = Path(folder) / CONFIG_FILE
     try:
-        return ComparisonConfig.from_json(path.read_text())
+        return ComparisonConfig.from_json(read_small_file(path, RECORD_LIMIT).decode())
     except FileNotFoundError:
         raise VampkerasError(f"{folder} holds no comparison ({CONFIG_FILE} is missing)") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -116,16 +120,15 @@ def run_cell(folder, name: str) -> dict:
              "data_dir": config.data_dir}
     result = train(config, resume=resume, given=given, overwrite=False, verbose=0)
     _emit(phase="scoring", epochs=result.epochs_trained)
-    return score_cell(comparison, run)
+    return score_cell(comparison, run, result)
 
 
-def score_cell(comparison: ComparisonConfig, run: RunFolder) -> dict:
+def score_cell(comparison: ComparisonConfig, run: RunFolder, result) -> dict:
     """Score a trained cell on the test split (``comparison.samples`` importance samples, at most
     ``comparison.max_examples`` images), split its KL term (ELBO surgery), and write the cell's per-image arrays
-    and score record."""
+    and score record; ``result`` is its training's :class:`vampkeras.training.TrainResult`."""
     from vampkeras import checkpoints
     from vampkeras.checkpoints import atomic_write_bytes, atomic_write_text
-    from vampkeras.comparison.surgery import elbo_surgery
     from vampkeras.data.registry import load_for_run, spec_for
     from vampkeras.evaluation import evaluate
     from vampkeras.models import build_model_for_weights
@@ -142,13 +145,12 @@ def score_cell(comparison: ComparisonConfig, run: RunFolder) -> dict:
 
     summary, values = evaluate(trained, split="test", num_samples=comparison.samples, data=data, progress=progress)
     surgery = surgery_of(model, data.test, run)
-    history = run.read_history()
-    best = min(history, key=lambda row: row["val_loss"])
     record = {
         "cell": run.path.name, "samples": comparison.samples, "max_examples": comparison.max_examples,
         "evaluation": summary, "surgery": surgery,
-        "training": {"epochs": len(history), "best_epoch": int(best["epoch"]), "best_val_loss": best["val_loss"],
-                     "seconds": float(sum(row["seconds"] for row in history))},
+        "training": {"epochs": result.epochs_trained, "best_epoch": result.best_epoch,
+                     "best_val_loss": result.best_val_loss,
+                     "seconds": float(sum(row.get("seconds", 0.0) for row in run.read_history()))},
     }
     buffer = io.BytesIO()
     np.savez(buffer, **{key: np.asarray(values[key], np.float64) for key in ("log_likelihood", "elbo", "kl")})
@@ -206,7 +208,24 @@ def draw_prior_against_posterior(prior_samples: np.ndarray, posterior_samples: n
     figures.save_png(path, figures._figure_png(figure))
 
 
+def die_with_parent() -> None:
+    """Be killed when the comparison's process dies, even by kill -9 (Linux: PR_SET_PDEATHSIG), so that no
+    orphan keeps training a cell and holding its lock; if it died before this ran, stop now. Done here, in the
+    cell's own process, rather than between fork and exec (unsafe in a parent with threads)."""
+    parent = os.environ.get(PARENT_ENV)
+    if parent is None:
+        return
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)         # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if str(os.getppid()) != parent:
+        sys.exit(EXIT_USER_ERROR)
+
+
 def main(argv=None) -> int:
+    die_with_parent()
     arguments = sys.argv[1:] if argv is None else argv
     if len(arguments) != 2:
         print("usage: python -m vampkeras.comparison.worker COMPARISON_DIR CELL_NAME", file=sys.stderr)
