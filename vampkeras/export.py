@@ -56,7 +56,7 @@ import tensorflow as tf
 from vampkeras.checkpoints import process_alive
 from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES, RunConfig
 from vampkeras.errors import VampkerasError
-from vampkeras.run_folder import CONFIG_FILE
+from vampkeras.run_folder import CONFIG_FILE, read_small_file
 
 __all__ = ["export", "ExportModule", "resolve_saved_model", "is_saved_model", "verify_saved_model", "model_versions",
            "exported_config", "interrupted_export", "check_export_location", "check_model_base", "check_writable",
@@ -303,31 +303,12 @@ STAGING_MARKER = ".vampkeras-staging.json"
 MAX_CONFIG_BYTES = 1 << 20          # a RunConfig's JSON is under 2 KB; a bigger "config" is not one
 
 
-def _read_regular_file(path, limit: int) -> bytes:
-    """The bytes of the regular file ``path`` (symbolic links followed) if it holds at most ``limit``; an
-    OSError otherwise. Opened without blocking, so that a FIFO under a file's name cannot hang the read."""
-    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        status = os.fstat(handle)
-        if not stat.S_ISREG(status.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        if status.st_size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
-        with os.fdopen(handle, "rb", closefd=False) as stream:
-            data = stream.read(limit + 1)
-    finally:
-        os.close(handle)
-    if len(data) > limit:                   # grew while read
-        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
-    return data
-
-
 def exported_config(folder) -> RunConfig | None:
     """The RunConfig a vampkeras SavedModel ``folder`` was exported with (its config asset), or None if the
     folder holds none that can be read (files of another tool, or a damaged model). Only a regular file of at
     most MAX_CONFIG_BYTES is read."""
     try:
-        return RunConfig.from_json(_read_regular_file(Path(folder) / CONFIG_ASSET, MAX_CONFIG_BYTES).decode())
+        return RunConfig.from_json(read_small_file(Path(folder) / CONFIG_ASSET, MAX_CONFIG_BYTES).decode())
     except (OSError, UnicodeDecodeError, VampkerasError):
         return None
 
@@ -335,7 +316,7 @@ def exported_config(folder) -> RunConfig | None:
 def _is_own_staging(folder: Path, name: str, pid: int) -> bool:
     """Whether ``folder`` holds the marker an export to ``name`` by process ``pid`` writes into its staging folder."""
     try:
-        marker = json.loads(_read_regular_file(folder / STAGING_MARKER, 4096))
+        marker = json.loads(read_small_file(folder / STAGING_MARKER, 4096))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(marker, dict) and marker.get("export") == name and marker.get("pid") == pid
@@ -562,7 +543,7 @@ def verify_saved_model(folder) -> RunConfig:
 
     folder = Path(folder)
     try:
-        data = _read_regular_file(folder / "saved_model.pb", MAX_GRAPH_BYTES)
+        data = read_small_file(folder / "saved_model.pb", MAX_GRAPH_BYTES)
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise VampkerasError(f"{folder} is not a vampkeras SavedModel (its saved_model.pb cannot be read: "

@@ -345,13 +345,16 @@ def summary_json(summary: dict) -> str:
 
 
 def read_small_file(path, limit: int) -> bytes:
-    """The bytes of the regular file ``path``, refused (OSError EFBIG) if it holds more than ``limit``: a record
-    of the run's own, read whole but never unbounded. A FIFO or device in its place is refused (OSError
+    """The bytes of the regular file ``path`` (links followed), refused (OSError EFBIG) if it holds more than
+    ``limit``: a record of the run's own or a SavedModel's, read whole but never unbounded. A FIFO or device in its place is refused (OSError
     EINVAL) without blocking or reading it."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(descriptor, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if status.st_size > limit:              # (refused unread; the read below catches a file that grows)
+            raise OSError(errno.EFBIG, f"larger than the {limit} bytes such a file may hold", str(path))
         data = stream.read(limit + 1)
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"larger than the {limit} bytes such a file may hold", str(path))
