@@ -47,7 +47,6 @@ import math
 import os
 import re
 import shutil
-import stat
 import tempfile
 from pathlib import Path
 
