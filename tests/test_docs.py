@@ -31,11 +31,30 @@ INCLUDED = [ROOT / "SECURITY.md", ROOT / "CHANGELOG.md", ROOT / "benchmarks" / "
 SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
 COMPLETION = "_VAMPKERAS_COMPLETE"          # click's shell-completion switch for the `vampkeras` program
 # How the docs' commands are run cheaply (tests/e2e/test_docs_commands.py; docs/development.md states the rule):
-# these options are appended to the documented command, and click keeps an option's last value.
-SMALL_BUDGET = {"train": ["--epochs", "1", "--warmup", "1", "--max-examples", "200", "--components", "10", "--quiet"],
+# these options are appended to the documented command (click keeps an option's last value); `train`'s and
+# `compare`'s --epochs is the documented one divided by EPOCH_DIVISOR (at least 1), so that a page's story of
+# budgets (300 epochs, then 500) keeps its shape, and 1 where the command names none (a --resume keeps its run's).
+SMALL_BUDGET = {"train": ["--warmup", "1", "--max-examples", "200", "--components", "10", "--quiet"],
+                "compare": ["--warmup", "1", "--max-examples", "100", "--components", "10", "--samples", "5",
+                            "--quiet"],
                 "evaluate": ["--samples", "8", "--max-examples", "50"],
                 "report": ["--samples", "8", "--max-examples", "50"],
                 "score": ["--samples", "8"]}
+EPOCH_DIVISOR = 100
+
+
+def small_budget(command: "Command") -> list[str]:
+    """The options appended to ``command`` to run it in seconds (SMALL_BUDGET and the --epochs rule)."""
+    options = list(SMALL_BUDGET.get(command.name, []))
+    if command.name in ("train", "compare"):
+        documented = [int(command.args[i + 1]) for i, arg in enumerate(command.args[:-1]) if arg == "--epochs"]
+        if documented:
+            options = ["--epochs", str(max(1, documented[-1] // EPOCH_DIVISOR)), *options]
+        elif "--resume" not in command.args:        # a resumed run keeps the budget it was started with
+            options = ["--epochs", "1", *options]
+    return options
+
+
 # The guide that explains each command's every option (docs/reference/cli.md lists them all, generated).
 GUIDES = {"train": "training.md", "compare": "comparing.md", "evaluate": "evaluating.md", "sample": "evaluating.md",
           "score": "evaluating.md", "report": "evaluating.md", "datasets": "data.md"}

@@ -7,6 +7,7 @@ temporary folders a non-chief worker trains in, and every process is killed at t
 import csv
 import json
 import math
+import shlex
 import os
 import signal
 import socket
@@ -17,12 +18,14 @@ import time
 import pytest
 import tensorflow as tf
 
+from tests.test_docs import DOCS, commands_in, shell_blocks
 from vampkeras.cluster import ClusterTask, failure_reason, is_peer_failure, lost_peer, read_tf_config
 from vampkeras.replicas import make_strategy
 from vampkeras.errors import ConfigError
 
 SMALL_RUN = ["--max-examples", "400", "--components", "20", "--warmup", "1", "--image-every", "0", "--no-jit",
              "--quiet"]
+TRAINING_PAGE = DOCS / "training.md"
 WORKER_TIMEOUT = 300        # seconds for a whole two-worker run (2 CPU cores, shared)
 FAILURE_TIMEOUT = 120       # seconds from the kill to the survivor's exit
 
@@ -50,16 +53,18 @@ def cli(*args):
 class Cluster:
     """Two `vampkeras train --strategy multiworker` processes with the same arguments, as on two machines."""
 
-    def __init__(self, tmp_path, *args, name="cluster"):
+    def __init__(self, tmp_path, *args, name="cluster", tf_configs=None):
+        """``tf_configs``: each worker's TF_CONFIG (default: two workers on free ports of 127.0.0.1)."""
         self.root, self.name = tmp_path, name
         self.processes, self.logs = [], []
         ports = free_ports(2)
+        tf_configs = tf_configs or [tf_config(ports, index) for index in range(2)]
         for index in range(2):
             temporary = tmp_path / f"{name}-tmp{index}"
             temporary.mkdir()
             stdout, stderr = (open(tmp_path / f"{name}-worker{index}.{kind}", "w") for kind in ("out", "err"))
             self.logs += [stdout, stderr]
-            env = {**os.environ, "TF_CONFIG": tf_config(ports, index), "TMPDIR": str(temporary)}
+            env = {**os.environ, "TF_CONFIG": tf_configs[index], "TMPDIR": str(temporary)}
             self.processes.append(subprocess.Popen(cli("train", "--strategy", "multiworker", *args), cwd=tmp_path,
                                                    env=env, stdout=stdout, stderr=stderr))
 
@@ -200,19 +205,39 @@ def test_the_cli_explains_a_missing_tf_config(tmp_path):
 
 # -- two workers ------------------------------------------------------------------------------------------------
 
+def documented_two_hosts():
+    """docs/training.md's two-machine example: (each host's TF_CONFIG, the command both run, after `train
+    --strategy multiworker`)."""
+    block = next(block for _, block in shell_blocks(TRAINING_PAGE.read_text()) if "TF_CONFIG" in block)
+    configs = [shlex.split(line)[1].split("=", 1)[1] for line in block.splitlines() if line.startswith("export ")]
+    commands = [command.args for command in commands_in(f"```bash\n{block}\n```", TRAINING_PAGE.name)]
+    assert len(configs) == 2 and len(commands) == 2 and commands[0] == commands[1]       # "the same command"
+    assert commands[0][:3] == ("train", "--strategy", "multiworker")
+    return configs, commands[0][3:]
+
+
 def test_two_workers_train_like_one_device_and_only_the_chief_writes(tmp_path):
+    """The documented two-machine example, hosts A and B played by two processes on 127.0.0.1 (the small
+    budget of SMALL_RUN appended, as tests/test_docs.small_budget does)."""
     one = subprocess.run(cli("train", *SMALL_RUN, "--epochs", 1, "--run-dir", tmp_path / "one", "--export",
                              tmp_path / "one-model"), capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
 
-    run_dir, export_dir = tmp_path / "run", tmp_path / "model"
-    cluster = Cluster(tmp_path, *SMALL_RUN, "--epochs", 1, "--run-dir", run_dir, "--export", export_dir)
+    configs, documented = documented_two_hosts()
+    hosts = json.loads(configs[0])["cluster"]["worker"]
+    local = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    for index, config in enumerate(configs):
+        assert json.loads(config) == {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+    tf_configs = [json.dumps({**json.loads(config), "cluster": {"worker": local}}) for config in configs]
+    assert documented == ("--run-dir", "runs/big", "--export", "saved_models/big")
+    run_dir, export_dir = tmp_path / "runs" / "big", tmp_path / "saved_models" / "big"
+    cluster = Cluster(tmp_path, *documented, *SMALL_RUN, "--epochs", 1, tf_configs=tf_configs)
     try:
         codes = [cluster.wait(index, WORKER_TIMEOUT) for index in (0, 1)]
         assert codes == [0, 0], cluster.output(0)[-3000:] + cluster.output(1)[-3000:]
     finally:
         cluster.close()
-    assert f"SavedModel {export_dir}" in cluster.output(0, "out")
+    assert f"SavedModel {export_dir.relative_to(tmp_path)}" in cluster.output(0, "out")
     assert "the chief wrote the run folder and the SavedModel" in cluster.output(1, "out")
 
     # the global batch is --batch-size, split over the two workers: the same epoch as on one device
@@ -225,7 +250,7 @@ def test_two_workers_train_like_one_device_and_only_the_chief_writes(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoints", "config.json", "history.csv", "logs"]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.npz", "epoch-00001.npz"]
     assert len(list((run_dir / "logs").iterdir())) == 1       # one TensorBoard event file
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []   # no export leftovers
+    assert sorted(p.name for p in export_dir.parent.iterdir()) == ["big"]     # no export leftovers
     assert list(cluster.temporary(1).iterdir()) == []
     assert not [p for p in cluster.temporary(0).iterdir() if p.name.startswith("vampkeras-")]
 
