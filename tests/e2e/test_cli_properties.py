@@ -103,7 +103,7 @@ def workspace_with_model(trained_run):
 
 
 @given(EVALUATE_OPTIONS)
-@SETTINGS
+@settings(SETTINGS, max_examples=6)     # each example loads the SavedModel and draws the figures: the slowest fuzz
 def test_evaluate_options(trained_run, arguments):
     with workspace_with_model(trained_run) as workspace:
         run_and_check(["evaluate", "model", "--quiet", "--json", "out.json", "--figures", "figures", *arguments],
