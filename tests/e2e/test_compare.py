@@ -1,9 +1,10 @@
-"""`vampkeras compare` end to end on mnist5k with a tiny budget: the cells and the records, a re-run that does
-nothing, the Python API, a kill -9 mid-cell, refusals, a run of benchmarks/reproduce.sh adopted, and the page in
-headless Chromium."""
+"""`vampkeras compare` end to end: the command docs/comparing.md and the README give, run with the documented
+small budget (the cells and the records), a re-run that does nothing, the Python API, a kill -9 mid-cell,
+refusals, a run of benchmarks/reproduce.sh adopted, and the page in headless Chromium."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,13 +15,16 @@ import numpy as np
 import pytest
 
 from tests.browser import check_page
+from tests.test_docs import DOCS, README, commands_in, small_budget
 
-GRID = ["--dataset", "mnist5k", "--model", "vae", "--prior", "standard,vampprior", "--seeds", "2",
-        "--protocol", "short"]
-BUDGET = ["--epochs", "2", "--warmup", "1", "--max-examples", "100", "--components", "10", "--samples", "5",
-          "--jobs", "2"]
-CELLS = ["vae-standard-lr5e-4-seed0", "vae-standard-lr5e-4-seed1", "vae-vampprior-lr5e-4-seed0",
-         "vae-vampprior-lr5e-4-seed1"]
+# its module-scoped fixture is made once under pytest-xdist (pyproject.toml: --dist=loadgroup)
+pytestmark = pytest.mark.xdist_group("test_compare")
+
+# The comparison every test below shares is the one docs/comparing.md (and the README) tells a reader to run,
+# with the documented small budget (tests/test_docs.small_budget): 2 priors x 3 seeds, one epoch each.
+DOCUMENTED = commands_in((DOCS / "comparing.md").read_text(encoding="utf-8"), "comparing.md")[0]
+ARGS = [*DOCUMENTED.args[1:], *small_budget(DOCUMENTED)]
+CELLS = [f"vae-{prior}-lr5e-4-seed{seed}" for prior in ("standard", "vampprior") for seed in range(3)]
 RECORDS = ["comparison.json", "comparison.csv", "comparison.md", "comparison.html"]
 
 
@@ -31,9 +35,9 @@ def compare(*args, cwd=None, wait=True):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
-def cell_numbers(out: Path) -> dict:
+def cell_numbers(out: Path, cells: list[str]) -> dict:
     numbers = {}
-    for cell in CELLS:
+    for cell in cells:
         record = json.loads((out / cell / "comparison-score.json").read_text())
         with np.load(out / cell / "comparison-per-image.npz") as arrays:
             per_image = arrays["log_likelihood"].copy()
@@ -44,16 +48,22 @@ def cell_numbers(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
-    out = tmp_path_factory.mktemp("compare") / "C"
-    result = compare(*GRID, *BUDGET, "--out", out, "--quiet")
+    out = tmp_path_factory.mktemp("compare") / "comparisons" / "mnist5k"
+    result = compare(*ARGS, cwd=out.parent.parent)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
+
+
+def test_the_documented_command_is_the_readmes():
+    assert DOCUMENTED.args[0] == "compare" and DOCUMENTED.args[-2:] == ("--out", "comparisons/mnist5k")
+    readme = commands_in(README.read_text(encoding="utf-8"), "README.md")
+    assert [command.args for command in readme if command.name == "compare"] == [DOCUMENTED.args]
 
 
 def test_the_cells_and_the_records(comparison):
     out, result = comparison
     for cell in CELLS:
-        assert (out / cell / "config.json").is_file() and len((out / cell / "history.csv").read_text().splitlines()) == 3
+        assert (out / cell / "config.json").is_file() and len((out / cell / "history.csv").read_text().splitlines()) == 2
         assert (out / "saved_models" / cell / "saved_model.pb").is_file()
         with np.load(out / cell / "comparison-per-image.npz") as arrays:
             assert arrays["log_likelihood"].shape == (100,) and np.isfinite(arrays["log_likelihood"]).all()
@@ -62,21 +72,22 @@ def test_the_cells_and_the_records(comparison):
     summary = json.loads((out / "comparison.json").read_text())
     assert [row["cell"] for row in summary["cells"]] == CELLS
     (pair,) = summary["pairs"]
-    assert pair["sentence"] in result.stdout and pair["num_seeds"] == 2 and pair["num_images"] == 100
+    assert pair["sentence"] in result.stdout and pair["num_seeds"] == 3 and pair["num_images"] == 100
+    assert re.fullmatch(r"On mnist5k, the VAE's VampPrior .* in \d of 3 seeds\.", pair["sentence"]), pair["sentence"]
     # the cell's test log-likelihood is the mean of its per-image values, and the surgery's terms add up
     for row in summary["cells"]:
         with np.load(out / row["cell"] / "comparison-per-image.npz") as arrays:
             assert row["log_likelihood"] == pytest.approx(arrays["log_likelihood"].mean(), rel=1e-6)
         record = json.loads((out / row["cell"] / "comparison-score.json").read_text())["surgery"]
         assert record["average_kl"] == pytest.approx(record["mutual_information"] + record["marginal_kl"], abs=1e-6)
-    assert "4/4 cells done" in result.stderr
+    assert "6/6 cells done" in result.stderr
 
 
 def test_a_rerun_trains_and_scores_nothing(comparison):
     out, _ = comparison
     before = {path: path.stat().st_mtime_ns for cell in CELLS for path in (out / cell).rglob("*") if path.is_file()}
     started = time.perf_counter()
-    result = compare(*GRID, *BUDGET, "--out", out, "--quiet")
+    result = compare(*ARGS, cwd=out.parent.parent)
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.perf_counter() - started < 60          # no worker starts (each one takes a TensorFlow import)
     after = {path: path.stat().st_mtime_ns for cell in CELLS for path in (out / cell).rglob("*") if path.is_file()}
@@ -87,37 +98,40 @@ def test_the_python_api_returns_what_comparison_json_holds(comparison):
     import vampkeras
 
     out, _ = comparison
-    summary = vampkeras.compare("mnist5k", models=["vae"], priors=["standard", "vampprior"], seeds=2, out=out,
+    summary = vampkeras.compare("mnist5k", models=["vae"], priors=["standard", "vampprior"], seeds=3, out=out,
                                 protocol="short", samples=5, max_examples=100, jobs=2,
-                                train_options={"epochs": 2, "warmup": 1, "num_components": 10})
+                                train_options={"epochs": 1, "warmup": 1, "num_components": 10})
     assert json.loads(json.dumps(summary)) == json.loads((out / "comparison.json").read_text())
 
 
 def test_a_changed_grid_is_refused(comparison):
     out, _ = comparison
-    result = compare(*GRID, "--epochs", "3", *BUDGET[2:], "--out", out)
+    result = compare(*ARGS, "--epochs", "3", cwd=out.parent.parent)
     assert result.returncode == 2 and result.stderr.count("Error:") == 1, result.stderr
-    assert "train option epochs: saved 2, given 3" in result.stderr and "Traceback" not in result.stderr
+    assert "train option epochs: saved 1, given 3" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_kill_mid_cell_loses_nothing(comparison, tmp_path):
+    """The seed-0 column of the shared grid, killed with kill -9 once a cell has trained, then run again: its
+    cells hold the numbers and per-image values of the uninterrupted comparison's seed-0 cells."""
     reference, _ = comparison
-    out = tmp_path / "K"
-    process = compare(*GRID, *BUDGET, "--out", out, "--quiet", wait=False)
+    out, cells = tmp_path / "K", [cell for cell in CELLS if cell.endswith("seed0")]
+    arguments = [*ARGS, "--seeds", "0,", "--out", out]
+    process = compare(*arguments, wait=False)
     deadline = time.time() + 600
-    while time.time() < deadline and not any((out / cell / "history.csv").is_file() for cell in CELLS):
+    while time.time() < deadline and not any((out / cell / "history.csv").is_file() for cell in cells):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    unscored = [cell for cell in CELLS if not (out / cell / "comparison-score.json").exists()]
+    unscored = [cell for cell in cells if not (out / cell / "comparison-score.json").exists()]
     assert unscored, "the comparison finished before it could be killed"
     time.sleep(2)       # the cells' processes die with the comparison (PR_SET_PDEATHSIG)
     workers = subprocess.run(["pgrep", "-f", f"vampkeras.comparison.worker {out}"], capture_output=True, text=True)
     assert workers.stdout.strip() == ""
-    result = compare(*GRID, *BUDGET, "--out", out, "--quiet")
+    result = compare(*arguments)
     assert result.returncode == 0, result.stderr[-3000:]
-    resumed, uninterrupted = cell_numbers(out), cell_numbers(reference)
-    for cell in CELLS:
+    resumed, uninterrupted = cell_numbers(out, cells), cell_numbers(reference, cells)
+    for cell in cells:
         assert resumed[cell][:4] == uninterrupted[cell][:4], cell
         np.testing.assert_array_equal(resumed[cell][4], uninterrupted[cell][4])
 
@@ -150,13 +164,15 @@ def test_a_run_trained_under_the_cells_name_is_adopted_not_retrained(tmp_path):
     cell = tmp_path / "R" / "mnist5k" / "vae-standard-lr5e-4-seed0"
     train = subprocess.run([sys.executable, "-m", "vampkeras", "train", "--dataset", "mnist5k", "--model", "vae",
                             "--prior", "standard", "--lr", "5e-4", "--seed", "0", "--epochs", "2", "--warmup", "1",
-                            "--patience", "50", "--run-dir", str(cell), "--export",
+                            "--patience", "50", "--max-examples", "100", "--components", "10", "--run-dir", str(cell),
+                            "--export",
                             str(cell.parent / "saved_models" / cell.name), "--quiet"],
                            capture_output=True, text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
     history, config = (cell / "history.csv").read_text(), (cell / "config.json").read_text()
     result = compare("--dataset", "mnist5k", "--model", "vae", "--prior", "standard", "--seeds", "0,", "--protocol",
-                     "short", "--epochs", "2", "--warmup", "1", "--samples", "5", "--out", cell.parent, "--quiet")
+                     "short", "--epochs", "2", "--warmup", "1", "--max-examples", "100", "--components", "10",
+                     "--samples", "5", "--out", cell.parent, "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (cell / "history.csv").read_text() == history and (cell / "config.json").read_text() == config
     assert (cell / "comparison-score.json").is_file()

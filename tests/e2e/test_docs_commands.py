@@ -3,8 +3,9 @@ the small budget of the documented rule (tests/test_docs.small_budget, stated in
 appended to the documented command, whose last value click keeps; --epochs divided by 100). What the reader
 has and CI has not is made small and local first: the reader's pictures and arrays, static MNIST's files
 (stand-ins, trusted for the test through tests/known_files.py), a TFDS dataset (TFDS's own mock), a second
-machine (two processes on 127.0.0.1: tests/e2e/test_multiworker.py runs the documented multiworker command).
-Commands that take hours are parsed by tests/test_docs.py and not run."""
+machine (two processes on 127.0.0.1). Two pages' commands run where their subject is tested, sharing the
+run: the multiworker pair in tests/e2e/test_multiworker.py, the compare command (docs/comparing.md and the
+README) in tests/e2e/test_compare.py. Commands that take hours are parsed by tests/test_docs.py and not run."""
 
 from __future__ import annotations
 
@@ -30,8 +31,6 @@ from vampkeras.data import load_dataset
 from vampkeras_cli.main import main
 
 QUIET_TF = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-# The program a documented `vampkeras` command runs in a fresh process (logical devices, a kill -9).
-VAMPKERAS = [sys.executable, "-m", "vampkeras_cli.main"]
 
 
 def budgeted(command: Command) -> list[str]:
@@ -45,13 +44,6 @@ def run(command: Command, *, replace: dict[str, str] | None = None):
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, f"{command.where}: vampkeras {' '.join(args)}\n{result.output[-3000:]}"
     return result
-
-
-def run_in_a_process(command: Command, cwd: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([*VAMPKERAS, *budgeted(command)], capture_output=True, text=True, cwd=cwd, timeout=600,
-                          env={**QUIET_TF, "HOME": os.environ["HOME"]})
-    assert done.returncode == 0, f"{command.where}: {done.stderr[-3000:]}"
-    return done
 
 
 def page_commands(path) -> list[Command]:
@@ -119,10 +111,12 @@ def write_static_mnist_stand_ins(data_dir: Path, monkeypatch) -> None:
 
 
 def test_training_commands(reader, monkeypatch):
+    # the multiworker pair runs in tests/e2e/test_multiworker.py, `--replicas 2` (a process of its own:
+    # logical devices exist only if set before TensorFlow starts) in tests/e2e/test_distribute.py
     commands = [command for command in page_commands(DOCS / "training.md")
-                if "multiworker" not in command.args]          # run by tests/e2e/test_multiworker.py
-    default, hvae, mirrored, replicas = commands
-    assert default.args == ("train",) and "--replicas" in replicas.args
+                if "multiworker" not in command.args and "--replicas" not in command.args]
+    default, hvae, mirrored = commands
+    assert default.args == ("train",)
 
     run(default)
     (default_run,) = new_runs(set(), reader)
@@ -140,13 +134,6 @@ def test_training_commands(reader, monkeypatch):
     run(mirrored)                       # no GPU here: MirroredStrategy over the one CPU device
     (mirrored_run,) = new_runs(before, reader)
     assert json.loads((mirrored_run / "config.json").read_text())["strategy"] == "mirrored"
-
-    before = set((reader / "runs").iterdir())
-    run_in_a_process(replicas, reader)  # logical devices exist only if set before TensorFlow starts
-    (replicas_run,) = new_runs(before, reader)
-    config = json.loads((replicas_run / "config.json").read_text())
-    assert (config["strategy"], config["replicas"]) == ("mirrored", 2)
-    assert history_epochs(replicas_run) == [1]
 
 
 # -- Your own data ----------------------------------------------------------------------------------------------
@@ -263,17 +250,3 @@ def test_kill_resume_larger_budget_and_restart(reader):
     assert history_epochs(aside) == [1, 2, 3, 4, 5]
     assert json.loads((reader / "saved_models" / "mnist" / "assets" / "config.json").read_text())["run_id"] == \
         json.loads((run_dir / "config.json").read_text())["run_id"]
-
-
-# -- Comparing priors -------------------------------------------------------------------------------------------
-
-def test_the_compare_command(reader):
-    (documented,) = page_commands(DOCS / "comparing.md")
-    assert [command.args for command in page_commands(README) if command.name == "compare"] == [documented.args]
-    output = run(documented).output
-    report = json.loads((reader / "comparisons" / "mnist5k" / "comparison.json").read_text())
-    cells = sorted(path.name for path in (reader / "comparisons" / "mnist5k").iterdir()
-                   if (path / "comparison-score.json").is_file())
-    assert cells == [f"vae-{prior}-lr5e-4-seed{seed}" for prior in ("standard", "vampprior") for seed in range(3)]
-    (pair,) = report["pairs"]
-    assert re.search(r"in \d of 3 seeds", pair["sentence"]) and pair["sentence"] in output
