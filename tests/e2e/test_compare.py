@@ -17,9 +17,6 @@ import pytest
 from tests.browser import check_page
 from tests.test_docs import DOCS, README, commands_in, small_budget
 
-# its module-scoped fixture is made once under pytest-xdist (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_compare")
-
 # The comparison every test below shares is the one docs/comparing.md (and the README) tells a reader to run,
 # with the documented small budget (tests/test_docs.small_budget): 2 priors x 3 seeds, one epoch each.
 DOCUMENTED = commands_in((DOCS / "comparing.md").read_text(encoding="utf-8"), "comparing.md")[0]

@@ -18,9 +18,6 @@ import pytest
 
 from tests.browser import FLAGS, chromium
 
-# its module-scoped fixture is made once under pytest-xdist (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_docs_site")
-
 ROOT = Path(__file__).resolve().parents[2]
 # Attributes that load something (a page that fails to load one is broken), and links a reader follows.
 LOADS = {("img", "src"), ("script", "src"), ("link", "href"), ("source", "src"), ("iframe", "src")}

@@ -13,9 +13,6 @@ from PIL import Image
 
 from vampkeras_cli.main import main
 
-# its module-scoped fixture is made once under pytest-xdist (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_inputs")
-
 HEIGHT = WIDTH = 28          # mnist5k, the dataset of the shared trained_run
 
 

@@ -18,9 +18,6 @@ from vampkeras.data import load_dataset
 from vampkeras.training import train
 from vampkeras_cli.main import main
 
-# its module-scoped fixture is made once under pytest-xdist (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_inspect")
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -18,9 +18,6 @@ from tests.data.test_user_data import BAD_INPUTS, cifar_archive, tinted, write_p
 from vampkeras.data import registry, user_data
 from vampkeras_cli.main import main
 
-# its module-scoped fixture is made once under pytest-xdist (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_own_data")
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_networks.py"
 
 

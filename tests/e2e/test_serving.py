@@ -16,9 +16,6 @@ from vampkeras.config import MAX_IMPORTANCE_SAMPLES, MAX_SAMPLE_IMAGES
 from vampkeras.data import load_dataset
 from vampkeras.export import SERVING_NUM_SAMPLES, ExportModule, input_error_message
 
-# its module-scoped fixture is made once under pytest-xdist (pyproject.toml: --dist=loadgroup)
-pytestmark = pytest.mark.xdist_group("test_serving")
-
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 QUIET_TF = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
 
