@@ -52,7 +52,7 @@ SAMPLE_OPTIONS = options({"-n": number_text(1, 4), "--seed": number_text(0, 2 **
                           "--pseudo-input": number_text(0, 600)})
 SCORE_OPTIONS = options({"--samples": number_text(1, 3), "--batch-size": number_text(1, 8)})
 
-SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=8, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -147,7 +147,7 @@ DATA_OPTIONS = {"--dataset": DATASETS, "--data-dir": PATH,
                 "--split": st.sampled_from(["0.8,0.1,0.1", "1,1", "nan,1,1", "0,1,1", "1e309,1,1", "", "a,b,c"]),
                 "--binarize": st.sampled_from(["dynamic", "static", "none", "", "\n"]),
                 "--likelihood": st.sampled_from(["bernoulli", "discretized_logistic", "gauss"])}
-PATH_SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
+PATH_SETTINGS = settings(max_examples=8, deadline=None, derandomize=True,
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
