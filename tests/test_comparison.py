@@ -97,8 +97,9 @@ def test_a_changed_grid_and_a_foreign_cell_are_refused(tmp_path):
         check_folder(comparison, restart=False)
 
 
-def _fake_cell(comparison: ComparisonConfig, cell, val_losses, log_likelihoods):
-    """A scored cell as the worker leaves it, with the given validation losses and per-image LLs."""
+def fake_scored_cell(comparison: ComparisonConfig, cell, val_losses, log_likelihoods):
+    """A scored cell as the worker leaves it, with the given validation losses and per-image LLs (also used by
+    tests/test_results_table.py)."""
     config = comparison.run_config(cell).with_default_paths()
     run = RunFolder(config.run_dir)
     run.path.mkdir(parents=True)
@@ -134,7 +135,7 @@ def test_collect_keeps_the_learning_rate_with_the_lower_mean_validation_loss(tmp
     for cell in comparison.cells():
         shift = 1.0 if cell.prior == "vampprior" else 0.0
         arrays[cell.name] = base + shift + generator.normal(0, 0.5, size=40) + (0.3 if cell.seed == 5 else 0)
-        _fake_cell(comparison, cell, losses[(cell.prior, cell.lr, cell.seed)], arrays[cell.name])
+        fake_scored_cell(comparison, cell, losses[(cell.prior, cell.lr, cell.seed)], arrays[cell.name])
     summary = results.collect(comparison)
     assert {(k["prior"], k["lr"]) for k in summary["kept_learning_rates"]} == {("standard", "5e-4"),
                                                                              ("vampprior", "1e-4")}
@@ -183,7 +184,7 @@ def test_the_seeds_option():
 def test_the_hvae_has_its_z1_conditional_kl_as_its_own_number(tmp_path):
     comparison = build_comparison("mnist5k", ["hvae"], ["vampprior"], [0], tmp_path, samples=3)
     (cell,) = comparison.cells()
-    _fake_cell(comparison, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
+    fake_scored_cell(comparison, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
     summary = results.collect(comparison)
     (row,) = summary["cells"]
     # the cell's KL term (3.0) minus the surgery's average KL of z2 (2.0)
@@ -221,7 +222,7 @@ def test_a_damaged_or_foreign_score_record_is_not_taken_for_a_score(tmp_path):
 
     comparison = build_comparison("mnist5k", ["vae"], ["standard"], [0], tmp_path, samples=3)
     (cell,) = comparison.cells()
-    _fake_cell(comparison, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
+    fake_scored_cell(comparison, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
     run = RunFolder(tmp_path / cell.name)
     assert read_score(run)["evaluation"]["log_likelihood"] == pytest.approx(-85.0)
     record = json.loads((run.path / SCORE_FILE).read_text())
@@ -254,7 +255,7 @@ def test_a_moved_comparison_continues_where_it_is_now(tmp_path):
 
     first = build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], [0], tmp_path / "A", samples=3, jobs=1)
     for cell in first.cells():
-        _fake_cell(first, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
+        fake_scored_cell(first, cell, [100.0, 99.0], np.linspace(-90, -80, 10))
     run_grid(first)                                    # every cell scored: nothing to run, the grid saved
     (tmp_path / "A").rename(tmp_path / "B")
     moved = build_comparison("mnist5k", ["vae"], ["standard", "vampprior"], [0], tmp_path / "B", samples=3, jobs=2)
@@ -270,7 +271,7 @@ def test_restart_never_moves_a_comparison_in_use(tmp_path, monkeypatch):
 
     comparison = build_comparison("mnist5k", ["vae"], ["standard"], [0], tmp_path / "C", samples=3)
     (cell,) = comparison.cells()
-    _fake_cell(comparison, cell, [100.0], np.linspace(-90, -80, 10))
+    fake_scored_cell(comparison, cell, [100.0], np.linspace(-90, -80, 10))
     (tmp_path / "C" / grid.CONFIG_FILE).write_text(comparison.to_json())
     holder = RunFolder(tmp_path / "C").lock()           # another comparison runs in C
     try:

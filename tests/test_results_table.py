@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.test_comparison import fake_scored_cell
 from vampkeras.comparison import paper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,32 +111,6 @@ def test_bits_per_dim_the_older_layout_and_records_that_are_not_the_papers_proto
         table1.collect(tmp_path)
 
 
-def _scored_comparison_cell(comparison, cell, val_losses, log_likelihoods) -> None:
-    """A cell as `vampkeras compare`'s worker leaves it (config.json, history.csv, the per-image arrays and
-    comparison-score.json), the fields vampkeras.comparison.results reads."""
-    from vampkeras.comparison.worker import PER_IMAGE_FILE, SCORE_FILE
-    from vampkeras.run_folder import RunFolder
-
-    config = comparison.run_config(cell).with_default_paths()
-    run = RunFolder(config.run_dir)
-    run.path.mkdir(parents=True)
-    run.write_config(config)
-    run.write_history([{"epoch": e + 1, "loss": v + 1, "reconstruction": v, "kl": 1.0, "val_loss": v,
-                        "val_reconstruction": v, "val_kl": 1.0, "beta": 1.0, "learning_rate": cell.lr,
-                        "seconds": 2.0, "examples_per_second": 1.0} for e, v in enumerate(val_losses)])
-    values = np.asarray(log_likelihoods, np.float64)
-    np.savez(run.path / PER_IMAGE_FILE, log_likelihood=values, elbo=values - 5, kl=np.full_like(values, 3.0))
-    best = int(np.argmin(val_losses))
-    record = {"cell": cell.name, "samples": comparison.samples, "max_examples": comparison.max_examples,
-              "evaluation": {"log_likelihood": float(values.mean()), "elbo": float(values.mean() - 5), "kl": 3.0,
-                             "reconstruction": float(values.mean() - 2), "num_examples": len(values),
-                             "num_samples": comparison.samples, "active_units": {"z1": 7}, "seconds": 1.5},
-              "surgery": {"average_kl": 2.0, "mutual_information": 1.25, "marginal_kl": 0.75},
-              "training": {"epochs": len(val_losses), "best_epoch": best + 1, "best_val_loss": val_losses[best],
-                           "seconds": 2.0 * len(val_losses)}}
-    (run.path / SCORE_FILE).write_text(json.dumps(record))
-
-
 def test_a_published_comparison_json_gives_its_numbers_and_its_paired_interval(tmp_path):
     from vampkeras.comparison import results
     from vampkeras.comparison.api import build_comparison
@@ -152,7 +127,7 @@ def test_a_published_comparison_json_gives_its_numbers_and_its_paired_interval(t
               ("vampprior", 5e-4, 14): [100, 101], ("vampprior", 5e-4, 69): [97, 98]}
     for cell in comparison.cells():
         shift = 2.0 if cell.prior == "vampprior" else 0.0
-        _scored_comparison_cell(comparison, cell, losses[(cell.prior, cell.lr, cell.seed)],
+        fake_scored_cell(comparison, cell, losses[(cell.prior, cell.lr, cell.seed)],
                                 base + shift + generator.normal(0, 0.5, size=40))
     summary = results.collect(comparison)
     results.write(comparison, summary)
