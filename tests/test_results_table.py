@@ -128,7 +128,7 @@ def test_a_published_comparison_json_gives_its_numbers_and_its_paired_interval(t
     for cell in comparison.cells():
         shift = 2.0 if cell.prior == "vampprior" else 0.0
         fake_scored_cell(comparison, cell, losses[(cell.prior, cell.lr, cell.seed)],
-                                base + shift + generator.normal(0, 0.5, size=40))
+                         base + shift + generator.normal(0, 0.5, size=40))
     summary = results.collect(comparison)
     results.write(comparison, summary)
 
