@@ -41,6 +41,16 @@ SMALL_BUDGET = {"train": ["--warmup", "1", "--max-examples", "200", "--component
                 "report": ["--samples", "8", "--max-examples", "50"],
                 "score": ["--samples", "8"]}
 EPOCH_DIVISOR = 100
+# The same budget for the Python snippets of docs/python-api.md (tests/e2e/test_docs_python.py), in the calls'
+# own keyword names: these keyword arguments are set (added where the snippet has none) in the snippet's syntax
+# tree, every `epochs=` (and a compare's train_options' "epochs") is the documented value divided by
+# EPOCH_DIVISOR (at least 1), and nothing else changes.
+PYTHON_SMALL_BUDGET = {"RunConfig": {"warmup": 1, "max_examples": 200, "num_components": 10},
+                       "compare": {"max_examples": 100, "samples": 5},
+                       "compare.train_options": {"warmup": 1, "num_components": 10},
+                       "evaluate": {"num_samples": 8, "max_examples": 50},
+                       "log_prob": {"num_samples": 8},
+                       "log_likelihood": {"num_samples": 8}}
 
 
 def small_budget(command: "Command") -> list[str]:
@@ -81,20 +91,62 @@ class Command:
         return next((arg for arg in self.args if not arg.startswith("-")), None)
 
 
-def shell_blocks(text: str) -> list[tuple[int, str]]:
-    """(line number, text) of every fenced bash/sh/shell/console block, backslash continuations joined."""
+def fenced_blocks(text: str, languages) -> list[tuple[int, str]]:
+    """(line number of its first line, text) of every fenced block whose language is in ``languages``."""
     blocks, language, lines, start = [], None, [], 0
     for number, line in enumerate(text.splitlines(), 1):
         fence = re.match(r"^\s*```\s*([\w-]*)", line)
         if fence and language is None:
             language, lines, start = fence.group(1).lower() or "text", [], number + 1
         elif fence:
-            if language in SHELL_LANGUAGES:
-                blocks.append((start, "\n".join(lines).replace("\\\n", " ")))
+            if language in languages:
+                blocks.append((start, "\n".join(lines)))
             language = None
         elif language is not None:
             lines.append(line)
     return blocks
+
+
+def shell_blocks(text: str) -> list[tuple[int, str]]:
+    """(line number, text) of every fenced bash/sh/shell/console block, backslash continuations joined."""
+    return [(start, block.replace("\\\n", " ")) for start, block in fenced_blocks(text, SHELL_LANGUAGES)]
+
+
+def python_snippets(path: Path) -> list[tuple[str, str]]:
+    """(where, source) of every fenced python block of the page ``path``, in the page's order."""
+    return [(f"{path.name}:{start}", block) for start, block in fenced_blocks(path.read_text(encoding="utf-8"),
+                                                                                {"python", "py"})]
+
+
+class _PythonBudget(ast.NodeTransformer):
+    """Rewrites a snippet's calls to PYTHON_SMALL_BUDGET (see there)."""
+
+    @staticmethod
+    def _small(keyword_name: str, value: ast.expr, rules: dict) -> ast.expr:
+        if keyword_name == "epochs":
+            return ast.Constant(max(1, int(ast.literal_eval(value)) // EPOCH_DIVISOR))
+        return ast.Constant(rules[keyword_name]) if keyword_name in rules else value
+
+    def visit_Call(self, node: ast.Call) -> ast.Call:
+        self.generic_visit(node)
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        rules = dict(PYTHON_SMALL_BUDGET.get(name, {}))
+        for keyword in node.keywords:
+            if keyword.arg == "train_options" and name == "compare":
+                options = {**ast.literal_eval(keyword.value), **PYTHON_SMALL_BUDGET["compare.train_options"]}
+                options = {key: ast.literal_eval(self._small(key, ast.Constant(value), {}))
+                           for key, value in options.items()}
+                keyword.value = ast.parse(repr(options), mode="eval").body
+            elif keyword.arg is not None:
+                keyword.value = self._small(keyword.arg, keyword.value, rules)
+            rules.pop(keyword.arg, None)
+        node.keywords += [ast.keyword(arg=key, value=ast.Constant(value)) for key, value in rules.items()]
+        return node
+
+
+def small_python(source: str) -> str:
+    """``source`` (a documented Python snippet) with the small budget of PYTHON_SMALL_BUDGET."""
+    return ast.unparse(ast.fix_missing_locations(_PythonBudget().visit(ast.parse(source))))
 
 
 def is_vampkeras(words: list[str]) -> int:
@@ -249,6 +301,22 @@ def test_every_documented_command_parses(sandbox):
 def test_a_command_naming_an_option_or_a_value_that_does_not_exist_fails(sandbox, line, message):
     (command,) = commands_in(f"```bash\n{line}\n```\n", "page.md")
     assert message in (parse(command, sandbox) or "parsed")
+
+
+def test_python_snippets_get_the_small_budget_and_nothing_else_changes():
+    source = ('result = train(RunConfig(dataset="mnist5k", epochs=300, warmup=100, run_dir="runs/a"))\n'
+              'summary, _ = evaluate(result.export_dir, num_samples=1000)\n'
+              'model.fit(x, batch_size=100, epochs=10)\n'
+              'log_p = model.log_prob(images, num_samples=5000)\n'
+              's = vampkeras.compare("mnist5k", seeds=3, train_options={"epochs": 250, "warmup": 5})')
+    assert small_python(source).splitlines() == [
+        "result = train(RunConfig(dataset='mnist5k', epochs=3, warmup=1, run_dir='runs/a', max_examples=200, "
+        "num_components=10))",
+        "summary, _ = evaluate(result.export_dir, num_samples=8, max_examples=50)",
+        "model.fit(x, batch_size=100, epochs=1)",
+        "log_p = model.log_prob(images, num_samples=8)",
+        "s = vampkeras.compare('mnist5k', seeds=3, train_options={'epochs': 2, 'warmup': 1, 'num_components': 10}, "
+        "max_examples=100, samples=5)"]
 
 
 def test_commands_are_read_through_chains_continuations_comments_and_redirections():

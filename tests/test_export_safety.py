@@ -338,6 +338,22 @@ def test_another_run_with_the_same_run_dir_text_does_not_overwrite_the_export(tm
     check_export_target(dataclasses.replace(first, run_dir="../A/runA"), overwrite=False)
 
 
+def test_an_export_made_without_a_run_is_named_so_and_only_replaced_with_overwrite(tmp_path, monkeypatch):
+    """A SavedModel written by `vampkeras.export.export` from a model built by hand (docs/python-api.md's
+    "Lower level") has no run folder: the refusal says so instead of naming a run "None"."""
+    monkeypatch.chdir(tmp_path)
+    values = {**new_config(tmp_path, "by-hand", "SM").to_dict(), "run_dir": None, "run_id": None}
+    (tmp_path / "SM" / "assets").mkdir(parents=True)
+    (tmp_path / "SM" / "saved_model.pb").write_text("model")
+    (tmp_path / "SM" / "assets" / "config.json").write_text(json.dumps(values))
+    config = new_config(tmp_path, "runs/mine", "SM")
+    with pytest.raises(VampkerasError, match=r"^the export folder SM already holds a SavedModel exported without a "
+                                             r"run folder \(vampkeras.export.export\); .*--overwrite$"):
+        check_export_target(config, overwrite=False)
+    check_export_target(config, overwrite=True)
+    assert marker(tmp_path / "SM") == "model"
+
+
 def test_an_export_without_a_run_id_is_only_replaced_with_overwrite(tmp_path, monkeypatch):
     """The same scenario with an export written before runs had an id: its run_dir text cannot tell."""
     for name in ("A", "B"):

@@ -99,6 +99,8 @@ def check_export_target(config: RunConfig, overwrite: bool) -> None:
                              "--export folder or pass --overwrite")
     if exported is None:
         whose = "files"
+    elif exported.run_dir is None:
+        whose = "a SavedModel exported without a run folder (vampkeras.export.export)"
     elif exported.run_id is None or config.run_id is None:
         whose = (f"a SavedModel of the run {exported.run_dir} that cannot be told from another run's (runs and "
                  "exports of older vampkeras versions carry no run id)")

@@ -84,6 +84,8 @@ def train(config: RunConfig, resume: bool = False, given: dict | None = None, ov
     :class:`vampkeras.data.DatasetSpec` (see :class:`vampkeras.models.VAE`); the run records its qualified name
     (``config.networks``), and resuming it needs the same callable again.
 
+    ``verbose``: Keras's progress display, as ``model.fit`` takes it ("auto", 0 for none, 1, 2).
+
     ``restart`` starts the run in ``config.run_dir`` again from scratch after moving the old one aside to
     ``<run_dir>.restarted-<time>`` (nothing is deleted).
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.browser import check_page
-from tests.test_docs import DOCS, README, commands_in, small_budget
+from tests.test_docs import DOCS, README, commands_in, python_snippets, small_budget, small_python
 
 # The comparison every test below shares is the one docs/comparing.md (and the README) tells a reader to run,
 # with the documented small budget (tests/test_docs.small_budget): 2 priors x 3 seeds, one epoch each.
@@ -91,14 +91,19 @@ def test_a_rerun_trains_and_scores_nothing(comparison):
     assert after == before
 
 
-def test_the_python_api_returns_what_comparison_json_holds(comparison):
-    import vampkeras
-
+def test_the_python_api_returns_what_comparison_json_holds(comparison, monkeypatch):
+    """docs/python-api.md's `vampkeras.compare` snippet, with the small budget (tests/test_docs.small_python),
+    run where the documented command ran: it asks for the same comparison, so it adopts every scored cell."""
+    (where, source), = [snippet for snippet in python_snippets(DOCS / "python-api.md")
+                        if "vampkeras.compare(" in snippet[1]]
     out, _ = comparison
-    summary = vampkeras.compare("mnist5k", models=["vae"], priors=["standard", "vampprior"], seeds=3, out=out,
-                                protocol="short", samples=5, max_examples=100, jobs=2,
-                                train_options={"epochs": 1, "warmup": 1, "num_components": 10})
-    assert json.loads(json.dumps(summary)) == json.loads((out / "comparison.json").read_text())
+    monkeypatch.chdir(out.parent.parent)
+    before = {path: path.stat().st_mtime_ns for cell in CELLS for path in (out / cell).rglob("*") if path.is_file()}
+    namespace = {}
+    exec(compile(small_python(source), where, "exec"), namespace)        # noqa: S102: the page's own code
+    assert json.loads(json.dumps(namespace["summary"])) == json.loads((out / "comparison.json").read_text())
+    assert {path: path.stat().st_mtime_ns for cell in CELLS for path in (out / cell).rglob("*") if path.is_file()} \
+        == before
 
 
 def test_a_changed_grid_is_refused(comparison):

@@ -5,7 +5,9 @@ has and CI has not is made small and local first: the reader's pictures and arra
 (stand-ins, trusted for the test through tests/known_files.py), a TFDS dataset (TFDS's own mock), a second
 machine (two processes on 127.0.0.1). Two pages' commands run where their subject is tested, sharing the
 run: the multiworker pair in tests/e2e/test_multiworker.py, the compare command (docs/comparing.md and the
-README) in tests/e2e/test_compare.py. Commands that take hours are parsed by tests/test_docs.py and not run."""
+README) in tests/e2e/test_compare.py. docs/python-api.md's Python snippets run in the page's order (its
+`vampkeras.compare` call in tests/e2e/test_compare.py too). Commands that take hours are parsed by
+tests/test_docs.py and not run."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.known_files import trust_dataset
-from tests.test_docs import DOCS, README, Command, commands_in, shell_blocks, small_budget
+from tests.test_docs import DOCS, README, Command, commands_in, python_snippets, shell_blocks, small_budget, small_python
 from vampkeras.data import load_dataset
 from vampkeras_cli.main import main
 
@@ -250,3 +252,36 @@ def test_kill_resume_larger_budget_and_restart(reader):
     assert history_epochs(aside) == [1, 2, 3, 4, 5]
     assert json.loads((reader / "saved_models" / "mnist" / "assets" / "config.json").read_text())["run_id"] == \
         json.loads((run_dir / "config.json").read_text())["run_id"]
+
+
+# -- The Python API ---------------------------------------------------------------------------------------------
+
+def test_the_python_api_page_runs_in_order(reader, capsys):
+    """docs/python-api.md's snippets, executed in the page's order in one namespace, as a reader pasting them
+    into one notebook would, with the small budget (tests/test_docs.small_python). The reader's own data `x`
+    of "Lower level" is 200 mnist5k training images, (200, 784). The snippet calling `vampkeras.compare` runs
+    on the shared comparison of tests/e2e/test_compare.py (the one the command on docs/comparing.md makes)."""
+    snippets = [(where, source) for where, source in python_snippets(DOCS / "python-api.md")
+                if "vampkeras.compare(" not in source]
+    assert len(snippets) == 4
+    x = load_dataset("mnist5k", max_examples=200).train.reshape(200, -1)
+    namespace = {"__name__": "__notebook__", "x": x}
+    for where, source in snippets:
+        exec(compile(small_python(source), where, "exec"), namespace)       # noqa: S102: the page's own code
+
+    printed = re.search(r"(-?\d+\.\d+) \(50,\)\n", capsys.readouterr().out)      # beside Keras's progress bars
+    # "Train and evaluate": the run and its SavedModel, the summary printed
+    assert (reader / "runs" / "notebook" / "history.csv").is_file()
+    assert history_epochs(reader / "runs" / "notebook") == [1]
+    assert (reader / "saved_models" / "notebook" / "saved_model.pb").is_file()
+    # "A trained model": samples, scores and pseudo-inputs of the run folder's model
+    assert namespace["images"].shape == (16, 28, 28) and namespace["pseudo"].shape == (10, 28, 28)
+    # "Lower level": the model trained on x, scored and exported
+    log_p = np.asarray(namespace["log_p"])
+    assert log_p.shape == (100,) and np.isfinite(log_p).all() and (log_p < 0).all()
+    assert (reader / "saved_models" / "mine" / "saved_model.pb").is_file()
+    # "Your own networks": a run of the reader's encoder and decoder, scored from its SavedModel
+    summary = namespace["summary"]
+    assert summary["num_examples"] == 50 and summary["num_samples"] == 8 and np.isfinite(summary["log_likelihood"])
+    assert json.loads((reader / "runs" / "mine" / "config.json").read_text())["latent_dim"] == 16
+    assert printed and float(printed.group(1)) < 0          # the first snippet's print: the LL and the array's shape
