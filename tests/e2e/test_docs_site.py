@@ -1,7 +1,7 @@
 """The documentation site: `mkdocs build --strict` (as CI runs it, with the docs extra .ci/run installs), every
 internal link and image of the built site resolving to a file (and an anchor that exists), nothing loaded from
 elsewhere, the generated references there, and every page opened in headless Chromium with no console error
-and no broken image."""
+and no broken image; and the README's `mkdocs serve` with its search, driven in headless Chromium."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import html.parser
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.browser import FLAGS, chromium
+from tests.browser import FLAGS, WebDriver, chromium, free_port, wait_for_http
+from tests.test_docs import README, shell_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
 # Attributes that load something (a page that fails to load one is broken), and links a reader follows.
@@ -182,3 +185,42 @@ def test_every_page_renders_in_headless_chromium_without_console_errors(site, tm
     for result in results[1:]:
         assert result["title"] and result["text"] > 100 and not result["broken"], result
     assert sum(result["images"] for result in results) >= 4          # the figures of the home page and RESULTS.md
+
+
+def test_the_readmes_serve_command_serves_the_site_with_a_search_that_finds_pages(tmp_path):
+    """README's `VAMPKERAS_DOCS_SEARCH=true .venv/bin/mkdocs serve`, run as written but on a free port (the
+    documented 8000 may be taken): the served site has its search index, and in headless Chromium a query
+    typed into the search box lists the pages that hold it, with everything loaded from the server itself and
+    no console error. (The built site has no search: the static build above checks it loads nothing else.)"""
+    (line,) = [line for _, block in shell_blocks(README.read_text(encoding="utf-8"))
+               for line in block.splitlines() if "mkdocs serve" in line]
+    words = shlex.split(line, comments=True)
+    environment = dict(word.split("=", 1) for word in words if re.match(r"^[A-Z_]+=", word))
+    program, *arguments = [word for word in words if not re.match(r"^[A-Z_]+=", word)]
+    assert environment == {"VAMPKERAS_DOCS_SEARCH": "true"} and program == ".venv/bin/mkdocs", line
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mkdocs", *arguments, "--dev-addr", f"127.0.0.1:{port}"],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **environment, "NO_MKDOCS_2_WARNING": "1"})
+    site = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{site}/index.html", 180, server)
+        with urllib.request.urlopen(f"{site}/search/search_index.json", timeout=30) as response:
+            index = json.loads(response.read())
+        locations = {entry["location"].split("#")[0] for entry in index["docs"]}
+        assert {"index.html", "serving.html", "data.html", "reference/api/vampkeras.priors.html"} <= locations
+        with WebDriver(tmp_path) as browser:
+            browser.open(f"{site}/index.html")
+            assert browser.run("const box = document.querySelector('[data-md-component=search-query]');"
+                               "box.focus(); box.value = 'pseudo-inputs';"
+                               "box.dispatchEvent(new Event('input', {bubbles: true})); return true")
+            found = browser.wait_for("return Array.from(document.querySelectorAll('.md-search-result__item a'),"
+                                     " link => link.href)")
+            loaded = browser.run("return performance.getEntriesByType('resource').map(entry => entry.name)")
+            errors = [entry for entry in browser.console() if entry["level"] == "SEVERE"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert any(link.startswith(f"{site}/reference/api/vampkeras.priors.html") for link in found), found
+    assert loaded and all(url.startswith(site) for url in loaded), loaded
+    assert not errors, errors
