@@ -28,7 +28,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.known_files import trust_dataset
-from tests.test_docs import DOCS, README, Command, commands_in, python_snippets, shell_blocks, small_budget, small_python
+from tests.test_docs import (DOCS, README, Command, commands_in, python_snippets, shell_blocks, small_budget,
+                             small_python)
 from vampkeras.data import load_dataset
 from vampkeras_cli.main import main
 

@@ -192,9 +192,13 @@ def test_the_readmes_serve_command_serves_the_site_with_a_search_that_finds_page
     documented 8000 may be taken): the served site has its search index, and in headless Chromium a query
     typed into the search box lists the pages that hold it, with everything loaded from the server itself and
     no console error. (The built site has no search: the static build above checks it loads nothing else.)"""
-    (line,) = [line for _, block in shell_blocks(README.read_text(encoding="utf-8"))
-               for line in block.splitlines() if "mkdocs serve" in line]
-    words = shlex.split(line, comments=True)
+    lines = {page.name: [shlex.split(line, comments=True)
+                         for _, block in shell_blocks(page.read_text(encoding="utf-8"))
+                         for line in block.splitlines() if "mkdocs serve" in line]
+             for page in (README, ROOT / "docs" / "getting-started.md")}       # the same command on both
+    assert lines["README.md"] == lines["getting-started.md"] and len(lines["README.md"]) == 1, lines
+    (words,) = lines["README.md"]
+    line = shlex.join(words)
     environment = dict(word.split("=", 1) for word in words if re.match(r"^[A-Z_]+=", word))
     program, *arguments = [word for word in words if not re.match(r"^[A-Z_]+=", word)]
     assert environment == {"VAMPKERAS_DOCS_SEARCH": "true"} and program == ".venv/bin/mkdocs", line
