@@ -6,13 +6,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["VAMPKERAS_TUNING"] = "off"
-# Under pytest-xdist, each worker (and the processes its tests start) gets its share of the cores for
-# TensorFlow's thread pools: `-n 2` on 2 cores otherwise runs two pools of 2 threads each, whose spinning
-# threads take CPU from the other worker (measured: docs/development.md). A value the user set is kept.
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", _share)
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", _share)
 
 
 def pytest_collection_modifyitems(config, items):
