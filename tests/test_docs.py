@@ -53,13 +53,18 @@ PYTHON_SMALL_BUDGET = {"RunConfig": {"warmup": 1, "max_examples": 200, "num_comp
                        "log_likelihood": {"num_samples": 8}}
 
 
+def small_epochs(documented: int) -> int:
+    """The epochs a documented budget of ``documented`` epochs runs with: divided by EPOCH_DIVISOR, at least 1."""
+    return max(1, int(documented) // EPOCH_DIVISOR)
+
+
 def small_budget(command: "Command") -> list[str]:
     """The options appended to ``command`` to run it in seconds (SMALL_BUDGET and the --epochs rule)."""
     options = list(SMALL_BUDGET.get(command.name, []))
     if command.name in ("train", "compare"):
         documented = [int(command.args[i + 1]) for i, arg in enumerate(command.args[:-1]) if arg == "--epochs"]
         if documented:
-            options = ["--epochs", str(max(1, documented[-1] // EPOCH_DIVISOR)), *options]
+            options = ["--epochs", str(small_epochs(documented[-1])), *options]
         elif "--resume" not in command.args:        # a resumed run keeps the budget it was started with
             options = ["--epochs", "1", *options]
     return options
@@ -121,12 +126,6 @@ def python_snippets(path: Path) -> list[tuple[str, str]]:
 class _PythonBudget(ast.NodeTransformer):
     """Rewrites a snippet's calls to PYTHON_SMALL_BUDGET (see there)."""
 
-    @staticmethod
-    def _small(keyword_name: str, value: ast.expr, rules: dict) -> ast.expr:
-        if keyword_name == "epochs":
-            return ast.Constant(max(1, int(ast.literal_eval(value)) // EPOCH_DIVISOR))
-        return ast.Constant(rules[keyword_name]) if keyword_name in rules else value
-
     def visit_Call(self, node: ast.Call) -> ast.Call:
         self.generic_visit(node)
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
@@ -134,11 +133,13 @@ class _PythonBudget(ast.NodeTransformer):
         for keyword in node.keywords:
             if keyword.arg == "train_options" and name == "compare":
                 options = {**ast.literal_eval(keyword.value), **PYTHON_SMALL_BUDGET["compare.train_options"]}
-                options = {key: ast.literal_eval(self._small(key, ast.Constant(value), {}))
-                           for key, value in options.items()}
+                if "epochs" in options:
+                    options["epochs"] = small_epochs(options["epochs"])
                 keyword.value = ast.parse(repr(options), mode="eval").body
-            elif keyword.arg is not None:
-                keyword.value = self._small(keyword.arg, keyword.value, rules)
+            elif keyword.arg == "epochs":
+                keyword.value = ast.Constant(small_epochs(ast.literal_eval(keyword.value)))
+            elif keyword.arg in rules:
+                keyword.value = ast.Constant(rules[keyword.arg])
             rules.pop(keyword.arg, None)
         node.keywords += [ast.keyword(arg=key, value=ast.Constant(value)) for key, value in rules.items()]
         return node
