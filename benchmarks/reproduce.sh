@@ -29,8 +29,9 @@
 # Everything else is the paper's (§5.1) and the dataset's (vampkeras' defaults): batch 100, Adam on normalized
 # gradients, 40 latent units, gated layers of 300, K = 500 pseudo-inputs / components (Omniglot 1000).
 # `publish` copies each scored cell's small records (config.json, history.csv, evaluation.json,
-# comparison-score.json, figures/) and the comparison's report to docs/results/<dataset>/ (PROTOCOL=short:
-# docs/results/short/<dataset>/; never checkpoints, models or per-image arrays).
+# comparison-score.json, figures/) and the comparison's report (comparison.json, .csv, .md; the .md is the
+# dataset's page of the documentation site, so mkdocs.yml's nav must name it) to docs/results/<dataset>/
+# (PROTOCOL=short: docs/results/short/<dataset>/; never checkpoints, models or per-image arrays).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
@@ -75,7 +76,9 @@ case "$STAGE" in
       cp "$run"/figures/*.png "$records/figures/"
       echo "published $records"
     done
-    cp "$COMPARISON"/comparison.{json,csv,md,html} "$RECORDS/$DATASET/"
+    # the report's tables and numbers; not comparison.html (its figures are the cells' figures, already copied,
+    # and the documentation site builds comparison.md as the dataset's page)
+    cp "$COMPARISON"/comparison.{json,csv,md} "$RECORDS/$DATASET/"
     echo "published $RECORDS/$DATASET/comparison.md" ;;
   *) echo "usage: $0 [all|publish]" >&2; exit 2 ;;
 esac
