@@ -76,8 +76,8 @@ case "$STAGE" in
       cp "$run"/figures/*.png "$records/figures/"
       echo "published $records"
     done
-    # the report's tables and numbers; not comparison.html (its figures are the cells' figures, already copied,
-    # and the documentation site builds comparison.md as the dataset's page)
+    # the report's tables and numbers; not comparison.html: it embeds its plots (about 0.7 MB for Frey Faces),
+    # and mkdocs refuses an .html beside the .md it builds as the dataset's page
     cp "$COMPARISON"/comparison.{json,csv,md} "$RECORDS/$DATASET/"
     echo "published $RECORDS/$DATASET/comparison.md" ;;
   *) echo "usage: $0 [all|publish]" >&2; exit 2 ;;
